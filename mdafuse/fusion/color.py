@@ -1,0 +1,73 @@
+"""Colour conversions for fusion: full-range ITU-R BT.601 YCbCr (the JPEG/JFIF form).
+
+Channel order is (Y, Cb, Cr); all values in [0, 1] with Cb and Cr centred on 0.5. The inverse
+matrix is computed as the exact matrix inverse, so a round trip is exact to float precision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["RGB_TO_YCBCR", "YCBCR_TO_RGB", "rgb_to_ycbcr", "ycbcr_to_rgb", "luminance", "rgb_to_ycbcr_torch", "ycbcr_to_rgb_torch"]
+
+_KR, _KB = 0.299, 0.114
+_KG = 1.0 - _KR - _KB
+RGB_TO_YCBCR = np.array(
+    [
+        [_KR, _KG, _KB],
+        [-0.5 * _KR / (1 - _KB), -0.5 * _KG / (1 - _KB), 0.5],
+        [0.5, -0.5 * _KG / (1 - _KR), -0.5 * _KB / (1 - _KR)],
+    ],
+    dtype=np.float64,
+)
+YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
+_OFFSET = np.array([0.0, 0.5, 0.5])
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` RGB in [0, 1] -> ``(..., 3)`` YCbCr in [0, 1] (BT.601 full range)."""
+    rgb = np.asarray(rgb)
+    if rgb.shape[-1] != 3:
+        raise ValueError(f"rgb must have 3 channels in the last axis; got shape {rgb.shape}")
+    out = rgb.astype(np.float64) @ RGB_TO_YCBCR.T + _OFFSET
+    return out.astype(np.float32)
+
+
+def ycbcr_to_rgb(ycbcr: np.ndarray, clip: bool = True) -> np.ndarray:
+    """``(..., 3)`` YCbCr -> RGB; clipped to [0, 1] unless ``clip=False``."""
+    ycbcr = np.asarray(ycbcr)
+    if ycbcr.shape[-1] != 3:
+        raise ValueError(f"ycbcr must have 3 channels in the last axis; got shape {ycbcr.shape}")
+    out = (ycbcr.astype(np.float64) - _OFFSET) @ YCBCR_TO_RGB.T
+    if clip:
+        out = np.clip(out, 0.0, 1.0)
+    return out.astype(np.float32)
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """Y of an RGB ``(H, W, 3)`` image, or the image itself when it is grey ``(H, W)``."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return image.astype(np.float32)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return rgb_to_ycbcr(image)[..., 0]
+    raise ValueError(f"image must have shape (H, W) or (H, W, 3); got {image.shape}")
+
+
+def rgb_to_ycbcr_torch(rgb: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` RGB -> ``(B, 3, H, W)`` YCbCr (same constants as the numpy version)."""
+    if rgb.ndim != 4 or rgb.shape[1] != 3:
+        raise ValueError(f"rgb must have shape (B, 3, H, W); got {tuple(rgb.shape)}")
+    m = torch.as_tensor(RGB_TO_YCBCR, dtype=rgb.dtype, device=rgb.device)
+    off = torch.as_tensor(_OFFSET, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return torch.einsum("ij,bjhw->bihw", m, rgb) + off
+
+
+def ycbcr_to_rgb_torch(ycbcr: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` YCbCr -> ``(B, 3, H, W)`` RGB (not clipped)."""
+    if ycbcr.ndim != 4 or ycbcr.shape[1] != 3:
+        raise ValueError(f"ycbcr must have shape (B, 3, H, W); got {tuple(ycbcr.shape)}")
+    m = torch.as_tensor(YCBCR_TO_RGB, dtype=ycbcr.dtype, device=ycbcr.device)
+    off = torch.as_tensor(_OFFSET, dtype=ycbcr.dtype, device=ycbcr.device).view(1, 3, 1, 1)
+    return torch.einsum("ij,bjhw->bihw", m, ycbcr - off)
