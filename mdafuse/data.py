@@ -74,9 +74,8 @@ def harvard_pairs(dataset: str, root: str | Path | None = None) -> list[PairPath
 def load_split() -> dict[str, dict[str, list[str]]]:
     """The recorded series split: ``{dataset: {"train": [series...], "test": [series...]}}``."""
     import json
-    from importlib import resources
 
-    text = resources.files("mdafuse").joinpath("splits/harvard_split.json").read_text()
+    text = (Path(__file__).resolve().parent / "splits" / "harvard_split.json").read_text()
     raw = json.loads(text)
     return {k: v for k, v in raw.items() if k in MODALITY_FOLDERS}
 

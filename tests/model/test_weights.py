@@ -1,0 +1,78 @@
+"""Saving, loading and verifying weights; the shipped weights and their golden output."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mdafuse.model.network import MdAFuseNet
+from mdafuse.model.weights import default_weights_path, file_sha256, load_model, save_weights
+
+GOLDEN = Path(__file__).parent / "golden_output.json"
+
+
+def _tiny_input() -> tuple[torch.Tensor, torch.Tensor]:
+    y, x = torch.meshgrid(torch.linspace(0, 1, 24), torch.linspace(0, 1, 20), indexing="ij")
+    mr = (0.5 + 0.4 * torch.sin(6 * x) * torch.cos(4 * y)).view(1, 1, 24, 20)
+    fn = torch.exp(-((x - 0.6) ** 2 + (y - 0.4) ** 2) / 0.02).view(1, 1, 24, 20)
+    return mr, fn
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = MdAFuseNet().eval()
+    sha = save_weights(net, tmp_path / "w.safetensors", "test")
+    model, info = load_model(tmp_path / "w.safetensors", expected_sha256=sha)
+    mr, fn = _tiny_input()
+    with torch.no_grad():
+        torch.testing.assert_close(model(mr, fn), net(mr, fn))
+    assert info.sha256 == sha == file_sha256(tmp_path / "w.safetensors") and info.version == "test"
+
+
+def test_checksum_mismatch_and_bad_files(tmp_path):
+    net = MdAFuseNet()
+    path = tmp_path / "w.safetensors"
+    save_weights(net, path, "x")
+    with pytest.raises(ValueError, match="does not match the expected"):
+        load_model(path, expected_sha256="0" * 64)
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        load_model(tmp_path / "none.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(ValueError, match="junk.safetensors"):
+        load_model(tmp_path / "junk.safetensors")
+
+
+def test_shipped_weights_verify_and_are_small():
+    path = default_weights_path()
+    assert path.is_file(), "shipped weights missing: run `mdafuse train --export mdafuse/weights/mdafuse_v1.safetensors`"
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["sha256"] == file_sha256(path)
+    assert path.stat().st_size < 5_000_000
+    assert card["validation_test_series"]["MR-PET"]["pairs"] > 0
+
+
+def test_shipped_weights_deterministic_and_golden():
+    """Golden output of the shipped weights on a fixed tiny input.
+
+    Regenerate after retraining with: MDAFUSE_REGENERATE_GOLDEN=1 python -m pytest tests/model/test_weights.py
+    """
+    model, info = load_model()
+    mr, fn = _tiny_input()
+    with torch.no_grad():
+        a = model(mr, fn)
+        b = model(mr, fn)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    summary = {"sha256": info.sha256, "values": [round(float(v), 5) for v in a.flatten()[::37]], "mean": round(float(a.mean()), 6)}
+    if os.environ.get("MDAFUSE_REGENERATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(summary, indent=1))
+    if not GOLDEN.is_file():
+        pytest.fail("golden output missing; regenerate with MDAFUSE_REGENERATE_GOLDEN=1 python -m pytest tests/model/test_weights.py")
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["sha256"] == info.sha256, "weights changed: regenerate with MDAFUSE_REGENERATE_GOLDEN=1 python -m pytest tests/model/test_weights.py"
+    np.testing.assert_allclose(summary["values"], golden["values"], atol=2e-4)
+    assert abs(summary["mean"] - golden["mean"]) < 1e-4

@@ -1,0 +1,57 @@
+"""The mdafuse command line: --help, fuse one pair, fuse a folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mdafuse.cli import build_parser, main
+from mdafuse.io.images import read_image, write_image
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name, _ in __import__("mdafuse.cli", fromlist=["COMMANDS"]).COMMANDS:
+        assert name in out
+
+
+def _pair(folder, name, rng, size=(40, 44)):
+    write_image(folder / "MR" / name, rng.random(size))
+    pet = np.zeros((*size, 3))
+    pet[10:20, 10:20] = [1.0, 0.4, 0.0]
+    write_image(folder / "PET" / name, pet)
+
+
+def test_fuse_single_pair(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    _pair(tmp_path, "a.png", rng)
+    out = tmp_path / "fused.png"
+    assert main(["fuse", str(tmp_path / "MR" / "a.png"), str(tmp_path / "PET" / "a.png"), "-o", str(out)]) == 0
+    fused = read_image(out)
+    assert fused.shape == (40, 44, 3)
+    # the hot square of the PET keeps its red hue in the fused image
+    assert fused[12:18, 12:18, 0].mean() > fused[12:18, 12:18, 2].mean() + 0.3
+
+
+def test_fuse_folder_and_bad_pair(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    _pair(tmp_path, "a.png", rng)
+    _pair(tmp_path, "b.png", rng)
+    write_image(tmp_path / "MR" / "c.png", rng.random((40, 44)))
+    write_image(tmp_path / "PET" / "c.png", rng.random((20, 20, 3)))  # size mismatch
+    code = main(["fuse", "--pairs", str(tmp_path), "-o", str(tmp_path / "out")])
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert "skipped c.png" in capsys.readouterr().out
+
+
+def test_fuse_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["fuse", str(tmp_path / "no.png"), str(tmp_path / "no2.png"), "-o", str(tmp_path / "f.png")]) == 2
+    assert "no.png: no such image file" in capsys.readouterr().err
+
+
+def test_parser_builds():
+    assert build_parser().prog == "mdafuse"
