@@ -16,6 +16,8 @@ import sys
 COMMANDS: list[tuple[str, str]] = [
     ("fuse", "mdafuse.commands.fuse"),
     ("train", "mdafuse.commands.train"),
+    ("benchmark", "mdafuse.commands.benchmark"),
+    ("demo-cohort", "mdafuse.commands.demo_cohort"),
 ]
 
 

@@ -1,0 +1,27 @@
+"""Minimum-selection fusion: each pixel takes the darker source.
+
+``F = min(A, B)``; the "select minimum" pixel rule of G. Pajares, J. M. de la Cruz,
+"A wavelet-based image fusion tutorial", Pattern Recognition 37(9):1855–1872, 2004.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mdafuse.baselines._common import check_pair, finish
+
+__all__ = ["fuse"]
+
+
+def fuse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Fuse two grey images by the pixel-wise minimum.
+
+    Args:
+        a: ``(H, W)`` float image in [0, 1].
+        b: ``(H, W)`` float image in [0, 1].
+
+    Returns:
+        ``(H, W)`` float32 fused image in [0, 1].
+    """
+    a64, b64 = check_pair(a, b, "minimum")
+    return finish(np.minimum(a64, b64))

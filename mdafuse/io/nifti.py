@@ -1,0 +1,112 @@
+"""Read and write NIfTI-1 volumes as :class:`~mdafuse.io.volume.Volume` (via nibabel).
+
+NIfTI stores an array indexed ``(i, j, k)`` and an affine to **RAS+** millimetres. A Volume holds
+``(Z, Y, X)`` data and an affine to **LPS** (the DICOM patient system). The conversion is explicit
+and exact:
+
+* read: ``data = nifti_data.transpose(2, 1, 0)`` and ``affine = diag(-1, -1, 1, 1) @ affine_ras``;
+* write: the inverse (``transpose(2, 1, 0)`` and the same diagonal matrix, its own inverse).
+
+The voxel index ``(i, j, k)`` = ``(x, y, z)`` = (column, row, slice) keeps its meaning; only the
+sign of the patient x and y axes changes. The sform is used when its code is non-zero, else the
+qform (nibabel's ``affine``). Colour volumes ``(Z, Y, X, 3)`` in [0, 1] are written as RGB24.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from mdafuse.io.volume import LPS_TO_RAS, Volume
+
+__all__ = ["NiftiError", "read_nifti", "write_nifti"]
+
+_RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+
+
+class NiftiError(ValueError):
+    """A NIfTI file cannot be read as a volume; the message names the file."""
+
+
+def read_nifti(path: str | Path) -> Volume:
+    """Read a 3-D NIfTI file (``.nii`` or ``.nii.gz``) as a float32 ``(Z, Y, X)`` Volume.
+
+    A 4-D file with a trailing axis of length 1 is accepted; RGB24 files come back as
+    ``(Z, Y, X, 3)`` in [0, 1]. Scaling (``scl_slope``/``scl_inter``) is applied by nibabel.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        NiftiError: not a NIfTI image, or not 3-D.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such NIfTI file")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:
+        raise NiftiError(f"{path}: cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise NiftiError(f"{path}: {type(img).__name__} is not a NIfTI image")
+    raw_dtype = img.get_data_dtype()
+    if raw_dtype.names is not None and set(raw_dtype.names) >= {"R", "G", "B"}:
+        arr = np.asanyarray(img.dataobj)
+        rgb = np.stack([arr["R"], arr["G"], arr["B"]], axis=-1).astype(np.float32) / 255.0
+        if rgb.ndim != 4:
+            raise NiftiError(f"{path}: expected a 3-D RGB volume; got shape {arr.shape}")
+        data = rgb.transpose(2, 1, 0, 3)
+    else:
+        arr = np.asarray(img.get_fdata(dtype=np.float32))
+        while arr.ndim > 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.ndim != 3:
+            raise NiftiError(f"{path}: expected a 3-D volume; got shape {arr.shape}")
+        data = arr.transpose(2, 1, 0)
+    affine = LPS_TO_RAS @ np.asarray(img.affine, dtype=np.float64)
+    return Volume(data=np.ascontiguousarray(data), affine=affine, modality="OT", units="")
+
+
+def write_nifti(volume: Volume | np.ndarray, path: str | Path, affine: np.ndarray | None = None) -> Path:
+    """Write a Volume (or a ``(Z, Y, X)`` / ``(Z, Y, X, 3)`` array with an LPS ``affine``) as NIfTI.
+
+    Grey data is written as float32; RGB data (values in [0, 1]) as RGB24, rounded. Both sform and
+    qform are set (code 1, scanner) to the RAS affine.
+
+    Args:
+        volume: a Volume, or an array in ``(Z, Y, X)`` order.
+        path: destination ending in ``.nii`` or ``.nii.gz``; parent folders are created.
+        affine: 4x4 voxel-to-LPS affine, required with an array and forbidden with a Volume.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
+        raise ValueError(f"{path}: NIfTI output must end with .nii or .nii.gz")
+    if isinstance(volume, Volume):
+        if affine is not None:
+            raise ValueError("affine must not be given with a Volume (it carries its own)")
+        vol = volume
+    else:
+        if affine is None:
+            raise ValueError("affine (4x4 voxel-to-LPS) is required when writing an array")
+        vol = Volume(data=np.asarray(volume), affine=affine)
+    if not np.isfinite(vol.data).all():
+        raise ValueError(f"data for {path} contains NaN or infinite values")
+    affine_ras = LPS_TO_RAS @ vol.affine
+    if vol.data.ndim == 4:
+        rgb = np.clip(np.rint(np.clip(vol.data, 0.0, 1.0) * 255.0), 0, 255).astype(np.uint8).transpose(2, 1, 0, 3)
+        arr = np.empty(rgb.shape[:3], dtype=_RGB24)
+        arr["R"], arr["G"], arr["B"] = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        img = nib.Nifti1Image(arr, affine_ras)
+    else:
+        img = nib.Nifti1Image(np.ascontiguousarray(vol.data.transpose(2, 1, 0)), affine_ras)
+        img.header.set_data_dtype(np.float32)
+    img.set_sform(affine_ras, code=1)
+    img.set_qform(affine_ras, code=1)
+    if vol.units in ("", "mm"):
+        img.header.set_xyzt_units("mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path
