@@ -1,0 +1,99 @@
+"""Writers for lesion-tracking results: the table (Parquet + CSV) and the summary figure."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from mdafuse.fusion.enhance import enhance
+
+if TYPE_CHECKING:
+    from mdafuse.longitudinal.track import TimepointInput, TrackConfig, TrackResult
+
+__all__ = ["write_table", "write_figure", "display_slice"]
+
+logger = logging.getLogger(__name__)
+
+
+def write_table(table: pa.Table, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``lesions.parquet`` and ``lesions.csv`` into ``out_dir`` (created); returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    parquet_path, csv_path = out / "lesions.parquet", out / "lesions.csv"
+    pq.write_table(table, parquet_path)
+    pacsv.write_csv(table, csv_path)
+    return parquet_path, csv_path
+
+
+def display_slice(track_labels: list[np.ndarray]) -> int:
+    """Slice index (volumes) with the most lesion voxels summed over time points; 0 for 2-D."""
+    if track_labels[0].ndim == 2:
+        return 0
+    counts = sum((lab > 0).sum(axis=(1, 2)) for lab in track_labels)
+    return int(np.argmax(counts))
+
+
+def _normalise(mr: np.ndarray, hi: float) -> np.ndarray:
+    return np.clip(mr / hi, 0.0, 1.0).astype(np.float32) if hi > 0 else np.zeros_like(mr, dtype=np.float32)
+
+
+def write_figure(result: "TrackResult", timepoints: list["TimepointInput"], config: "TrackConfig", path: str | Path) -> Path:
+    """Draw the time points side by side (fused + enhanced, lesion outlines) and size over time.
+
+    The MR is scaled by the baseline's 99.5th percentile, the SUV by ``config.suv_display_max``
+    (default: baseline 99.9th percentile), both clipped to [0, 1]; they are fused with
+    :func:`mdafuse.fuse_pair` (average when unavailable) and enhanced with
+    :func:`mdafuse.fusion.enhance.enhance`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from mdafuse.longitudinal.track import _fuse_for_display
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    z = display_slice(result.track_labels)
+    take = (lambda a: a[z]) if result.track_labels[0].ndim == 3 else (lambda a: a)
+    mr_hi = float(np.percentile(result.aligned_mr[0], 99.5))
+    suv_hi = config.suv_display_max or float(np.percentile(result.aligned_suv[0], 99.9))
+    n = len(timepoints)
+    fig, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.4), gridspec_kw={"width_ratios": [1] * n + [1.2]})
+    colours = plt.get_cmap("tab10")
+    for t in range(n):
+        mr = _normalise(take(result.aligned_mr[t]), mr_hi)
+        pet = _normalise(take(result.aligned_suv[t]), suv_hi)
+        fused = _fuse_for_display(mr, pet, config)
+        shown = enhance(fused, pet, config.enhance)
+        ax = axes[t]
+        ax.imshow(shown, interpolation="nearest")
+        labels = take(result.track_labels[t])
+        for tid in np.unique(labels[labels > 0]):
+            ax.contour(labels == tid, levels=[0.5], colors=[colours((int(tid) - 1) % 10)], linewidths=1.0)
+            cy, cx = np.argwhere(labels == tid).mean(axis=0)
+            ax.text(cx + 4, cy - 4, str(int(tid)), color="white", fontsize=8)
+        ax.set_title(timepoints[t].label or f"t{t}", fontsize=9)
+        ax.axis("off")
+    tab = result.table.to_pydict()
+    ax = axes[n]
+    for tid in sorted(set(tab["track_id"])):
+        idx = [i for i, v in enumerate(tab["track_id"]) if v == tid]
+        ax.plot([tab["timepoint"][i] for i in idx], [tab["size"][i] for i in idx], "o-", color=colours((tid - 1) % 10), label=f"lesion {tid}")
+    ax.set_xlabel("time point")
+    ax.set_ylabel(f"size ({tab['size_unit'][0] if tab['size_unit'] else ''})")
+    ax.set_xticks(range(n))
+    if tab["track_id"]:
+        ax.legend(fontsize=7)
+    ax.set_title("lesion size", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    logger.info("wrote %s", path)
+    return path
