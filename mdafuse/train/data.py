@@ -39,21 +39,27 @@ class PatchSampler:
             raise ValueError(f"patch {patch} is larger than the images {pairs.shape[2:]}")
         self.pairs = pairs
         self.patch = patch
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, size: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patches of one step: ``((size, 1, P, P) MR, (size, 1, P, P) functional Y)``.
+
+        The draw depends only on (seed, step), so a resumed run sees exactly the patches an
+        uninterrupted run would.
+        """
+        rng = np.random.default_rng((self.seed, step))
         n, _, h, w = self.pairs.shape
         out = np.empty((size, 2, self.patch, self.patch), np.float32)
         for i in range(size):
             for _attempt in range(10):
-                k = self.rng.integers(n)
-                y = self.rng.integers(h - self.patch + 1)
-                x = self.rng.integers(w - self.patch + 1)
+                k = rng.integers(n)
+                y = rng.integers(h - self.patch + 1)
+                x = rng.integers(w - self.patch + 1)
                 crop = self.pairs[k, :, y : y + self.patch, x : x + self.patch]
                 if crop.max() > 0.05:
                     break
-            crop = np.rot90(crop, self.rng.integers(4), axes=(1, 2))
-            if self.rng.random() < 0.5:
+            crop = np.rot90(crop, rng.integers(4), axes=(1, 2))
+            if rng.random() < 0.5:
                 crop = crop[:, :, ::-1]
             out[i] = crop
         t = torch.from_numpy(out)

@@ -29,6 +29,7 @@ class TrainConfig:
 
     datasets: tuple[str, ...] = ("MR-PET", "MR-SPECT")
     data_root: str | None = None
+    limit_pairs: int | None = None
     steps: int = 1500
     batch_size: int = 8
     patch: int = 64
@@ -90,16 +91,19 @@ def _load_checkpoint(path: Path, model: MdAFuseNet, opt: torch.optim.Optimizer) 
     return int(meta["step"]), json.loads(meta.get("history", "[]"))
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
+def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = None, progress: bool = True, stop_at: int | None = None) -> TrainResult:
     """Train on the training series of the recorded split; checkpoints go to ``out_dir``.
 
-    The split is by series (``mdafuse/splits/harvard_split.json``), never by slice.
+    The split is by series (``mdafuse/splits/harvard_split.json``), never by slice. ``stop_at``
+    ends the run early (with a checkpoint) as an interruption would; ``resume`` continues it.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     pairs = [p for ds in cfg.datasets for p in split_pairs(ds, "train", cfg.data_root)]
+    if cfg.limit_pairs is not None:
+        pairs = pairs[:: max(1, len(pairs) // cfg.limit_pairs)][: cfg.limit_pairs]
     data = load_pairs(pairs)
     log.info("training on %d pairs from %s", len(pairs), ", ".join(cfg.datasets))
     model = MdAFuseNet(cfg.model)
@@ -108,12 +112,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     if resume is not None:
         start, history = _load_checkpoint(Path(resume), model, opt)
         log.info("resumed from %s at step %d", resume, start)
-    # A step-dependent seed makes a resumed run draw the same patches as an uninterrupted one.
-    sampler = PatchSampler(data, cfg.patch, seed=cfg.seed * 1_000_003 + start)
+    sampler = PatchSampler(data, cfg.patch, seed=cfg.seed)
     model.train()
     t0 = time.perf_counter()
     ckpt = None
-    iterator = range(start, cfg.steps)
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    iterator = range(start, end)
     if progress:
         from tqdm import tqdm
 
@@ -122,7 +126,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     for step in iterator:
         for g in opt.param_groups:
             g["lr"] = _lr_at(cfg, step)
-        mr, fn = sampler.batch(cfg.batch_size)
+        mr, fn = sampler.batch(cfg.batch_size, step)
         fused = model(mr, fn)
         loss, terms = fusion_loss(fused, mr, fn, cfg.losses)
         opt.zero_grad(set_to_none=True)
@@ -137,7 +141,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
             log.info("step %d %s", step + 1, " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "step"))
             if progress:
                 iterator.set_postfix(loss=f"{row['total']:.3f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
             ckpt = out_dir / "checkpoint.safetensors"
             _save_checkpoint(ckpt, model, opt, step + 1, cfg, history)
     model.eval()
