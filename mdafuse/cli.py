@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("train", "mdafuse.commands.train"),
     ("benchmark", "mdafuse.commands.benchmark"),
     ("demo-cohort", "mdafuse.commands.demo_cohort"),
+    ("track", "mdafuse.commands.track"),
 ]
 
 

@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--w-ssim-functional", type=float, default=None, help="weight of 1 - SSIM(F, functional Y)")
     p.add_argument("--w-intensity", type=float, default=None, help="weight of the max-intensity L1 term")
     p.add_argument("--w-gradient", type=float, default=None, help="weight of the max-gradient L1 term")
+    p.add_argument("--w-correlation", type=float, default=None, help="weight of 2 - CC(F, MR) - CC(F, Y)")
     p.set_defaults(func=run)
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from mdafuse.train.losses import LossWeights
 
     lw = LossWeights()
-    overrides = {k: v for k, v in {"ssim_mr": args.w_ssim_mr, "ssim_functional": args.w_ssim_functional, "intensity": args.w_intensity, "gradient": args.w_gradient}.items() if v is not None}
+    overrides = {k: v for k, v in {"ssim_mr": args.w_ssim_mr, "ssim_functional": args.w_ssim_functional, "intensity": args.w_intensity, "gradient": args.w_gradient, "correlation": args.w_correlation}.items() if v is not None}
     cfg = TrainConfig(
         datasets=tuple(args.datasets), data_root=args.data, steps=args.steps, batch_size=args.batch_size,
         patch=args.patch, lr=args.lr, seed=args.seed, threads=args.threads, losses=replace(lw, **overrides),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LossWeights", "ssim_map", "sobel_magnitude", "fusion_loss"]
+__all__ = ["LossWeights", "ssim_map", "sobel_magnitude", "pearson", "fusion_loss"]
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,15 @@ class LossWeights:
         ssim_functional: weight of ``1 - SSIM(F, functional Y)``.
         intensity: weight of ``|F - max(MR, Y)|_1`` (keeps the brighter functional uptake).
         gradient: weight of ``| |grad F| - max(|grad MR|, |grad Y|) |_1`` (keeps the stronger edge).
+        correlation: weight of ``2 - CC(F, MR) - CC(F, Y)`` (Pearson correlation per image; keeps
+            both sources linearly recoverable, which the CC and SCD metrics reward).
     """
 
     ssim_mr: float = 1.0
     ssim_functional: float = 1.0
     intensity: float = 10.0
     gradient: float = 10.0
+    correlation: float = 0.0
 
 
 def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -55,12 +58,29 @@ def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(xp, kx).abs() + F.conv2d(xp, kx.transpose(2, 3)).abs()
 
 
+def pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Pearson correlation per image of ``(B, 1, H, W)`` tensors: ``(B,)``; 0 for a flat image."""
+    xc = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    yc = y - y.mean(dim=(1, 2, 3), keepdim=True)
+    num = (xc * yc).sum(dim=(1, 2, 3))
+    den = torch.sqrt((xc * xc).sum(dim=(1, 2, 3)) * (yc * yc).sum(dim=(1, 2, 3)) + eps)
+    return num / den
+
+
 def fusion_loss(fused: torch.Tensor, mr: torch.Tensor, functional: torch.Tensor, weights: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its terms for ``(B, 1, H, W)`` fused, MR and functional luminance."""
     l_ssim_mr = 1.0 - ssim_map(fused, mr).mean()
     l_ssim_fn = 1.0 - ssim_map(fused, functional).mean()
     l_int = F.l1_loss(fused, torch.maximum(mr, functional))
     l_grad = F.l1_loss(sobel_magnitude(fused), torch.maximum(sobel_magnitude(mr), sobel_magnitude(functional)))
-    total = weights.ssim_mr * l_ssim_mr + weights.ssim_functional * l_ssim_fn + weights.intensity * l_int + weights.gradient * l_grad
-    terms = {k: float(v.detach()) for k, v in (("ssim_mr", l_ssim_mr), ("ssim_functional", l_ssim_fn), ("intensity", l_int), ("gradient", l_grad), ("total", total))}
+    l_corr = 2.0 - pearson(fused, mr).mean() - pearson(fused, functional).mean()
+    total = (
+        weights.ssim_mr * l_ssim_mr
+        + weights.ssim_functional * l_ssim_fn
+        + weights.intensity * l_int
+        + weights.gradient * l_grad
+        + weights.correlation * l_corr
+    )
+    named = (("ssim_mr", l_ssim_mr), ("ssim_functional", l_ssim_fn), ("intensity", l_int), ("gradient", l_grad), ("correlation", l_corr), ("total", total))
+    terms = {k: float(v.detach()) for k, v in named}
     return total, terms

@@ -42,3 +42,17 @@ def test_weights_scale_total():
     _, t = fusion_loss(f, a, b, LossWeights(1, 1, 1, 1))
     total, _ = fusion_loss(f, a, b, LossWeights(2, 0, 3, 0))
     assert float(total) == pytest.approx(2 * t["ssim_mr"] + 3 * t["intensity"], rel=1e-5)
+
+
+def test_pearson_matches_numpy_and_is_scale_invariant():
+    import numpy as np
+
+    from mdafuse.train.losses import pearson
+
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.rand(2, 1, 9, 11, generator=g), torch.rand(2, 1, 9, 11, generator=g)
+    ref = [np.corrcoef(a[i].flatten().numpy(), b[i].flatten().numpy())[0, 1] for i in range(2)]
+    torch.testing.assert_close(pearson(a, b), torch.tensor(ref, dtype=torch.float32), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pearson(3 * a + 1, b), pearson(a, b), atol=1e-5, rtol=0)
+    _, terms = fusion_loss(a, a, a, LossWeights(correlation=1.0))
+    assert terms["correlation"] == pytest.approx(0.0, abs=1e-5)
