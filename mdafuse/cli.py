@@ -19,6 +19,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("benchmark", "mdafuse.commands.benchmark"),
     ("demo-cohort", "mdafuse.commands.demo_cohort"),
     ("track", "mdafuse.commands.track"),
+    ("run", "mdafuse.commands.run"),
+    ("qa", "mdafuse.commands.qa"),
 ]
 
 

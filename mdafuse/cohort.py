@@ -1,0 +1,259 @@
+"""A cohort as a table of MR/PET pairs: from a manifest, a DICOM tree or a folder of PNG pairs.
+
+:func:`build_pair_table` turns any of three sources into one Arrow table with a row per pair
+(the work units of the cohort job, :data:`PAIR_SCHEMA`):
+
+* a manifest (``.csv`` or ``.parquet``, local or ``s3://``) with columns ``subject``,
+  ``session`` (or ``timepoint``), ``mr``, ``pet`` and optionally ``label``. ``mr``/``pet`` are
+  DICOM series folders, NIfTI files or 2-D images, absolute, ``s3://`` or relative to the
+  manifest's folder; an empty ``pet`` is kept (the job reports the pair as an error);
+* a DICOM tree: MR and PT/NM series are paired when they share StudyInstanceUID and
+  FrameOfReferenceUID (:func:`mdafuse.io.dicom.discover_series`); the subject is the pseudonym
+  of the PatientID and the session the study's rank within the subject;
+* a folder of 2-D pairs: ``MR/`` beside ``PET/`` (or ``SPECT/``, ``CT/``) with equal file names,
+  as the Harvard atlas folders.
+
+Identifiers are pseudonymised: ``subject_id`` is :func:`mdafuse.io.volume.pseudonym` of the
+subject, ``pair_id`` the same salted sha256 of ``cohort|subject|session``. The raw subject value
+is not kept in the table.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from mdafuse import storage
+from mdafuse.io.volume import pseudonym
+
+__all__ = ["PAIR_SCHEMA", "IMAGE_SUFFIXES", "VOLUME_KIND", "IMAGE_KIND", "pair_id", "pair_kind", "build_pair_table", "read_manifest", "discover_image_pairs", "discover_dicom_pairs", "PairSource"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+VOLUME_KIND = "volume"
+IMAGE_KIND = "image2d"
+_FUNCTIONAL_FOLDERS = ("PET", "SPECT", "PT", "CT")
+
+PAIR_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("subject_id", pa.string()),
+        ("session", pa.string()),
+        ("kind", pa.string()),
+        ("mr", pa.string()),
+        ("pet", pa.string()),
+        ("mr_series_uid", pa.string()),
+        ("pet_series_uid", pa.string()),
+        ("label", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class PairSource:
+    """What :func:`build_pair_table` found: the table and the kind of source it came from."""
+
+    table: pa.Table
+    source_kind: str  # "manifest", "dicom" or "images"
+
+
+def pair_id(cohort: str, subject: str, session: str, salt: str | None = None) -> str:
+    """Pseudonymous, stable id of one pair: salted sha256 of ``cohort|subject|session`` (16 hex digits)."""
+    return pseudonym(f"pair|{cohort}|{subject}|{session}", salt)
+
+
+def pair_kind(mr: str) -> str:
+    """``"image2d"`` for PNG/JPEG/TIFF locations, ``"volume"`` for DICOM folders and NIfTI files."""
+    return IMAGE_KIND if str(mr).lower().endswith(IMAGE_SUFFIXES) else VOLUME_KIND
+
+
+def build_pair_table(source: str | os.PathLike, cohort: str, *, salt: str | None = None, endpoint: str | None = None) -> PairSource:
+    """The pair table of a manifest file, a DICOM tree or a folder of 2-D pairs.
+
+    Args:
+        source: manifest (``.csv``/``.parquet``, local or ``s3://``), or a local folder.
+        cohort: cohort name, part of every ``pair_id``.
+        salt: pseudonymisation salt (default :func:`mdafuse.io.volume.default_salt`).
+        endpoint: S3 endpoint for ``s3://`` manifests.
+
+    Returns:
+        :class:`PairSource` with a :data:`PAIR_SCHEMA` table, one row per pair, sorted by pair_id.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: a manifest lacks a column or repeats a subject/session, or no pair was found.
+    """
+    text = str(source)
+    if not cohort:
+        raise ValueError("cohort name must not be empty")
+    if text.lower().endswith((".csv", ".parquet", ".pq")):
+        return PairSource(read_manifest(text, cohort, salt=salt, endpoint=endpoint), "manifest")
+    if storage.is_s3(text):
+        raise ValueError(f"{text}: an s3:// cohort must be a manifest (.csv or .parquet); DICOM trees are discovered locally")
+    folder = Path(text)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such cohort manifest or folder")
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: expected a manifest (.csv/.parquet) or a folder; got a {folder.suffix or 'plain'} file")
+    if (folder / "MR").is_dir() and any((folder / f).is_dir() for f in _FUNCTIONAL_FOLDERS):
+        return PairSource(discover_image_pairs(folder, cohort, salt=salt), "images")
+    for name in ("manifest.csv", "manifest.parquet"):
+        if (folder / name).is_file():
+            return PairSource(read_manifest(folder / name, cohort, salt=salt), "manifest")
+    return PairSource(discover_dicom_pairs(folder, cohort, salt=salt), "dicom")
+
+
+def _table(rows: list[dict[str, str]]) -> pa.Table:
+    rows = sorted(rows, key=lambda r: r["pair_id"])
+    return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
+
+
+def _resolve(location: str, base: str) -> str:
+    location = location.strip()
+    if not location or storage.is_s3(location) or os.path.isabs(location):
+        return location
+    return storage.join(base, location)
+
+
+def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = None, endpoint: str | None = None) -> pa.Table:
+    """Read a CSV/Parquet manifest into a :data:`PAIR_SCHEMA` table (see module docstring).
+
+    Raises:
+        ValueError: missing columns, an empty manifest, or a repeated (subject, session).
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    text = str(uri)
+    data = storage.read_bytes(text, endpoint)
+    if text.lower().endswith(".csv"):
+        convert = pacsv.ConvertOptions(strings_can_be_null=False, column_types={c: pa.string() for c in ("subject", "session", "timepoint", "mr", "pet", "label")})
+        table = pacsv.read_csv(io.BytesIO(data), convert_options=convert)
+    else:
+        table = pq.read_table(io.BytesIO(data))
+    cols = set(table.column_names)
+    session_col = "session" if "session" in cols else "timepoint" if "timepoint" in cols else None
+    missing = [c for c in ("subject", "mr", "pet") if c not in cols] + ([] if session_col else ["session (or timepoint)"])
+    if missing:
+        raise ValueError(f"{text}: manifest lacks column(s) {missing}; expected subject, session/timepoint, mr, pet[, label]")
+    if table.num_rows == 0:
+        raise ValueError(f"{text}: manifest has no rows")
+    base = text.rsplit("/", 1)[0] if storage.is_s3(text) else str(Path(text).resolve().parent)
+    rows: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for i, rec in enumerate(table.to_pylist()):
+        subject = "" if rec["subject"] is None else str(rec["subject"]).strip()
+        session = "" if rec[session_col] is None else str(rec[session_col]).strip()
+        if not subject:
+            raise ValueError(f"{text}: row {i + 1} has an empty subject")
+        pid = pair_id(cohort, subject, session, salt)
+        if pid in seen:
+            raise ValueError(f"{text}: row {i + 1} repeats a subject/session pair; each pair must appear once")
+        seen.add(pid)
+        mr = _resolve("" if rec["mr"] is None else str(rec["mr"]), base)
+        pet = _resolve("" if rec["pet"] is None else str(rec["pet"]), base)
+        rows.append(
+            {
+                "pair_id": pid,
+                "subject_id": pseudonym(subject, salt),
+                "session": session,
+                "kind": pair_kind(mr or pet),
+                "mr": mr,
+                "pet": pet,
+                "mr_series_uid": "",
+                "pet_series_uid": "",
+                "label": "" if rec.get("label") is None else str(rec["label"]),
+            }
+        )
+    return _table(rows)
+
+
+def discover_image_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | None = None) -> pa.Table:
+    """Pairs of a 2-D folder: ``MR/<name>`` with ``PET|SPECT|PT|CT/<name>`` (same file name).
+
+    The subject is the file stem and the session is empty. An MR image without a partner is
+    kept with an empty ``pet`` (reported as an error by the job).
+    """
+    folder = Path(folder)
+    fdir = next((folder / f for f in _FUNCTIONAL_FOLDERS if (folder / f).is_dir()), None)
+    if fdir is None or not (folder / "MR").is_dir():
+        raise ValueError(f"{folder}: expected MR/ beside one of {list(_FUNCTIONAL_FOLDERS)}")
+    rows = []
+    for mr in sorted((folder / "MR").iterdir()):
+        if not mr.is_file() or mr.name.startswith(".") or mr.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        fn = fdir / mr.name
+        rows.append(
+            {
+                "pair_id": pair_id(cohort, mr.stem, "", salt),
+                "subject_id": pseudonym(mr.stem, salt),
+                "session": "",
+                "kind": IMAGE_KIND,
+                "mr": str(mr.resolve()),
+                "pet": str(fn.resolve()) if fn.is_file() else "",
+                "mr_series_uid": "",
+                "pet_series_uid": "",
+                "label": "",
+            }
+        )
+    if not rows:
+        raise ValueError(f"{folder}: no images in MR/")
+    return _table(rows)
+
+
+def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | None = None) -> pa.Table:
+    """Pair MR with PT (or NM) series of a DICOM tree by StudyInstanceUID and FrameOfReferenceUID.
+
+    Each MR series becomes one pair; its partner is the PT series (else NM) of the same study
+    and frame of reference with the most files. An MR with no partner is kept with an empty
+    ``pet``. Sessions are ``ses-01``, ``ses-02``, ... in StudyInstanceUID order per subject,
+    so no study date is needed or exposed.
+
+    Raises:
+        ValueError: no MR series below ``folder``.
+    """
+    from mdafuse.io.dicom import discover_series
+
+    series = discover_series(folder, salt=salt)
+    mrs = [s for s in series if s.modality == "MR"]
+    if not mrs:
+        raise ValueError(f"{folder}: no MR DICOM series found ({len(series)} series of other modalities)")
+    studies: dict[str, list[str]] = {}
+    for s in series:
+        studies.setdefault(s.subject_key, [])
+        if s.study_uid not in studies[s.subject_key]:
+            studies[s.subject_key].append(s.study_uid)
+    rows = []
+    for mr in mrs:
+        partners = [
+            s
+            for s in series
+            if s.modality in ("PT", "NM") and s.study_uid == mr.study_uid and s.frame_of_reference_uid == mr.frame_of_reference_uid
+        ]
+        partners.sort(key=lambda s: (s.modality != "PT", -s.n_files, s.series_uid))
+        pet = partners[0] if partners else None
+        rank = sorted(studies[mr.subject_key]).index(mr.study_uid) + 1
+        session = f"ses-{rank:02d}"
+        mr_in_study = [s for s in mrs if s.study_uid == mr.study_uid and s.subject_key == mr.subject_key]
+        if len(mr_in_study) > 1:
+            session += f"-mr{mr_in_study.index(mr) + 1}"
+        rows.append(
+            {
+                "pair_id": pair_id(cohort, mr.subject_key, session, salt),
+                "subject_id": mr.subject_key,
+                "session": session,
+                "kind": VOLUME_KIND,
+                "mr": str(Path(mr.files[0]).resolve().parent) if mr.files else "",
+                "pet": str(Path(pet.files[0]).resolve().parent) if pet and pet.files else "",
+                "mr_series_uid": mr.series_uid,
+                "pet_series_uid": pet.series_uid if pet else "",
+                "label": "",
+            }
+        )
+    return _table(rows)

@@ -1,0 +1,36 @@
+"""``mdafuse qa``: quality report of a cohort job's results (local folder or S3)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "qa",
+        help="QA report of a cohort job: counts, metric distributions, worst and failed pairs",
+        description=(
+            "Read the metrics rows written by `mdafuse run` / `python -m jobs.fuse_cohort` under URI/metrics/ "
+            "(a local folder or s3://bucket/prefix) and report: pairs per status, each metric's distribution per "
+            "cohort (ok pairs), the K worst pairs by one metric, and every failed pair with its reason."
+        ),
+        epilog="example: mdafuse qa ./mdafuse-demo --run demo --metric SSIM --worst 5 --format table",
+    )
+    p.add_argument("uri", metavar="URI", help="the job's --out location (or its metrics/ folder)")
+    p.add_argument("--run", metavar="R", help="only this run id (default: all runs)")
+    p.add_argument("--cohort", metavar="C", help="only this cohort (default: all cohorts)")
+    p.add_argument("--metric", metavar="M", default="SSIM", help="metric for the worst-pairs list, e.g. SSIM, MI, Qabf, MSE (default SSIM)")
+    p.add_argument("--worst", metavar="K", type=int, default=5, help="how many worst pairs to list (default 5)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
+    p.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mdafuse.qa import format_report, qa_report
+
+    report = qa_report(args.uri, run=args.run, cohort=args.cohort, metric=args.metric, worst=args.worst, endpoint=args.s3_endpoint)
+    print(format_report(report, args.format))
+    return 0

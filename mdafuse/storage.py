@@ -1,0 +1,279 @@
+"""Local and S3 locations behind one small API (pyarrow.fs for files, boto3 for buckets).
+
+A location ("URI") is either a local path (``/data/out``, ``out/``, ``file:///data/out``) or
+``s3://bucket/prefix``. The S3 endpoint comes from the ``endpoint`` argument, else
+``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``, else AWS itself; keys come from the usual AWS
+variables (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``) and the region from ``AWS_REGION`` or
+``AWS_DEFAULT_REGION`` (``us-east-1`` when unset). Addressing is path-style, which S3-compatible
+servers (SeaweedFS, MinIO) expect.
+
+Writes are atomic: locally the bytes go to a hidden temporary file in the destination folder,
+which is then renamed over the destination; an S3 object appears only when its upload completes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import shutil
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+__all__ = [
+    "S3Settings",
+    "is_s3",
+    "join",
+    "s3_settings",
+    "filesystem",
+    "write_bytes",
+    "read_bytes",
+    "exists",
+    "list_files",
+    "delete",
+    "fetch_to_local",
+    "s3_client",
+    "ensure_bucket",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How to reach an S3-compatible server.
+
+    Attributes:
+        endpoint: ``http(s)://host:port`` or None for AWS.
+        region: signing region.
+        access_key: explicit key, or None to use the AWS credential chain.
+        secret_key: explicit secret, or None.
+    """
+
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    access_key: str | None = None
+    secret_key: str | None = None
+
+
+def is_s3(uri: str | os.PathLike) -> bool:
+    """True for ``s3://`` locations."""
+    return str(uri).startswith("s3://")
+
+
+def join(uri: str | os.PathLike, *parts: str) -> str:
+    """Join path parts onto a local path or an ``s3://`` URI (always with ``/``)."""
+    base = str(uri)
+    if is_s3(base):
+        out = base.rstrip("/")
+        for p in parts:
+            out = out + "/" + str(p).strip("/")
+        return out
+    return str(Path(_strip_file_scheme(base)).joinpath(*parts))
+
+
+def _strip_file_scheme(uri: str) -> str:
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def s3_settings(endpoint: str | None = None) -> S3Settings:
+    """Settings from an explicit endpoint or the AWS environment variables (see module docstring)."""
+    ep = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return S3Settings(
+        endpoint=ep,
+        region=region,
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID") or None,
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+    )
+
+
+@lru_cache(maxsize=8)
+def _s3_filesystem(settings: S3Settings) -> pafs.S3FileSystem:
+    kwargs: dict = {"region": settings.region, "force_virtual_addressing": False}
+    if settings.endpoint:
+        parsed = urlparse(settings.endpoint if "://" in settings.endpoint else f"http://{settings.endpoint}")
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"S3 endpoint must look like http://host:port; got {settings.endpoint!r}")
+        kwargs["endpoint_override"] = parsed.netloc
+        kwargs["scheme"] = parsed.scheme
+    if settings.access_key and settings.secret_key:
+        kwargs["access_key"] = settings.access_key
+        kwargs["secret_key"] = settings.secret_key
+    return pafs.S3FileSystem(**kwargs)
+
+
+def filesystem(uri: str | os.PathLike, endpoint: str | None = None) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem for ``uri`` and the path inside it.
+
+    Args:
+        uri: local path or ``s3://bucket/key``.
+        endpoint: S3 endpoint overriding the environment.
+
+    Returns:
+        ``(fs, path)``: ``path`` is absolute for local files and ``bucket/key`` for S3.
+    """
+    text = str(uri)
+    if is_s3(text):
+        rest = text[len("s3://") :].strip("/")
+        if not rest:
+            raise ValueError(f"S3 location must name a bucket: got {text!r}")
+        return _s3_filesystem(s3_settings(endpoint)), rest
+    if "://" in text and not text.startswith("file://"):
+        raise ValueError(f"unsupported location {text!r}: expected a local path or s3://bucket/prefix")
+    return pafs.LocalFileSystem(), str(Path(_strip_file_scheme(text)).resolve())
+
+
+def write_bytes(uri: str | os.PathLike, data: bytes, endpoint: str | None = None) -> str:
+    """Write ``data`` to ``uri`` atomically (temp file + rename locally, one PUT on S3).
+
+    Returns:
+        The location written.
+    """
+    text = str(uri)
+    if is_s3(text):
+        fs, path = filesystem(text, endpoint)
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+        return text
+    path = Path(_strip_file_scheme(text))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return str(path)
+
+
+def read_bytes(uri: str | os.PathLike, endpoint: str | None = None) -> bytes:
+    """Read a whole file or object; ``FileNotFoundError`` names the location when absent."""
+    fs, path = filesystem(uri, endpoint)
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{uri}: no such file or object") from exc
+    except OSError as exc:
+        if "does not exist" in str(exc) or "NoSuchKey" in str(exc) or "Path does not exist" in str(exc):
+            raise FileNotFoundError(f"{uri}: no such file or object") from exc
+        raise
+
+
+def exists(uri: str | os.PathLike, endpoint: str | None = None) -> bool:
+    """True when a file/object or a folder/prefix exists at ``uri``."""
+    fs, path = filesystem(uri, endpoint)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def list_files(uri: str | os.PathLike, suffix: str | None = None, endpoint: str | None = None) -> list[str]:
+    """Files (recursively) under a folder or prefix, as locations of the same kind, sorted.
+
+    Hidden names (a path part starting with ``.`` or ``_``) are skipped, as pyarrow datasets do.
+    A missing folder gives an empty list.
+    """
+    text = str(uri)
+    fs, path = filesystem(text, endpoint)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        return []
+    if info.type == pafs.FileType.File:
+        return [text]
+    out = []
+    for fi in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        if fi.type != pafs.FileType.File:
+            continue
+        rel = posixpath.relpath(fi.path.replace(os.sep, "/"), path.replace(os.sep, "/"))
+        if any(part.startswith((".", "_")) for part in rel.split("/")):
+            continue
+        if suffix and not fi.path.endswith(suffix):
+            continue
+        out.append(join(text, *rel.split("/")))
+    return sorted(out)
+
+
+def delete(uri: str | os.PathLike, endpoint: str | None = None) -> None:
+    """Delete one file/object; a missing one is not an error."""
+    fs, path = filesystem(uri, endpoint)
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
+def fetch_to_local(uri: str | os.PathLike, workdir: str | os.PathLike, endpoint: str | None = None) -> Path:
+    """A local path holding ``uri``: local paths are returned as they are, S3 objects/prefixes downloaded.
+
+    Args:
+        uri: a file or folder (a DICOM series folder, a NIfTI file, a PNG).
+        workdir: folder to download into (the caller deletes it).
+
+    Raises:
+        FileNotFoundError: nothing exists at ``uri``.
+    """
+    text = str(uri)
+    if not is_s3(text):
+        p = Path(_strip_file_scheme(text))
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file or folder")
+        return p
+    fs, path = filesystem(text, endpoint)
+    info = fs.get_file_info(path)
+    dest_root = Path(workdir) / uuid.uuid4().hex
+    if info.type == pafs.FileType.File:
+        dest = dest_root / posixpath.basename(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(path) as src, open(dest, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        return dest
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{text}: no such object or prefix")
+    dest_root.mkdir(parents=True, exist_ok=True)
+    for fi in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        if fi.type != pafs.FileType.File:
+            continue
+        rel = posixpath.relpath(fi.path, path)
+        dest = dest_root.joinpath(*rel.split("/"))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with fs.open_input_stream(fi.path) as src, open(dest, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return dest_root
+
+
+def s3_client(endpoint: str | None = None):
+    """A boto3 S3 client with path-style addressing for ``endpoint`` (or the environment's)."""
+    import boto3
+    from botocore.config import Config
+
+    settings = s3_settings(endpoint)
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.endpoint,
+        region_name=settings.region,
+        aws_access_key_id=settings.access_key,
+        aws_secret_access_key=settings.secret_key,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+    )
+
+
+def ensure_bucket(uri: str, endpoint: str | None = None) -> None:
+    """Create the bucket of an ``s3://`` location when it does not exist (no-op for local paths)."""
+    if not is_s3(uri):
+        return
+    bucket = uri[len("s3://") :].split("/", 1)[0]
+    client = s3_client(endpoint)
+    try:
+        client.head_bucket(Bucket=bucket)
+    except Exception:  # noqa: BLE001 - botocore raises ClientError subclasses per server
+        log.info("creating bucket %s", bucket)
+        client.create_bucket(Bucket=bucket)

@@ -1,0 +1,78 @@
+"""mdafuse.cohort: manifests, 2-D folders and pseudonymous pair ids."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mdafuse.cohort import IMAGE_KIND, PAIR_SCHEMA, VOLUME_KIND, build_pair_table, pair_id, pair_kind, read_manifest
+
+
+def test_pair_id_is_salted_sha256():
+    want = hashlib.sha256(b"s3cretpair|c|sub-1|ses-01").hexdigest()[:16]
+    assert pair_id("c", "sub-1", "ses-01", salt="s3cret") == want
+    assert pair_id("c", "sub-1", "ses-01", salt="other") != want
+    assert pair_id("c", "sub-1", "ses-02", salt="s3cret") != want
+
+
+def test_pair_kind():
+    assert pair_kind("/x/a.PNG") == IMAGE_KIND
+    assert pair_kind("s3://b/a.nii.gz") == VOLUME_KIND
+    assert pair_kind("/dicom/MR") == VOLUME_KIND
+
+
+def test_csv_manifest_relative_paths_and_timepoint(tmp_path):
+    (tmp_path / "m.csv").write_text("subject,timepoint,mr,pet,label\nP-7,1,MR/a.nii.gz,/abs/pet.nii.gz,baseline\nP-8,1,s3://b/mr.png,,\n")
+    table = read_manifest(tmp_path / "m.csv", "coh", salt="x")
+    assert table.schema == PAIR_SCHEMA and table.num_rows == 2
+    a = next(r for r in table.to_pylist() if r["mr"].endswith("a.nii.gz"))
+    assert a["mr"] == str(tmp_path / "MR/a.nii.gz") and a["pet"] == "/abs/pet.nii.gz"
+    assert a["kind"] == VOLUME_KIND and a["label"] == "baseline" and a["session"] == "1"
+    assert a["pair_id"] == pair_id("coh", "P-7", "1", salt="x")
+    b = next(r for r in table.to_pylist() if r["mr"].startswith("s3://"))
+    assert b["pet"] == "" and b["kind"] == IMAGE_KIND
+    assert "P-7" not in str(table.to_pylist())  # the raw subject is not kept
+    assert table.column("pair_id").to_pylist() == sorted(table.column("pair_id").to_pylist())
+
+
+def test_parquet_manifest(tmp_path):
+    pq.write_table(pa.table({"subject": ["a", "b"], "session": ["s1", "s1"], "mr": ["x.png", "y.png"], "pet": ["x2.png", "y2.png"]}), tmp_path / "m.parquet")
+    src = build_pair_table(tmp_path / "m.parquet", "c")
+    assert src.source_kind == "manifest" and src.table.num_rows == 2
+
+
+def test_bad_manifests(tmp_path):
+    (tmp_path / "nocol.csv").write_text("subject,mr\na,b\n")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['pet', 'session \(or timepoint\)'\]"):
+        read_manifest(tmp_path / "nocol.csv", "c")
+    (tmp_path / "dup.csv").write_text("subject,session,mr,pet\na,1,m,p\na,1,m2,p2\n")
+    with pytest.raises(ValueError, match="row 2 repeats"):
+        read_manifest(tmp_path / "dup.csv", "c")
+    (tmp_path / "empty.csv").write_text("subject,session,mr,pet\n")
+    with pytest.raises(ValueError, match="no rows"):
+        read_manifest(tmp_path / "empty.csv", "c")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        build_pair_table(tmp_path / "nowhere", "c")
+    with pytest.raises(ValueError, match="cohort name"):
+        build_pair_table(tmp_path / "dup.csv", "")
+
+
+def test_folder_with_manifest_and_empty_dicom_tree(tmp_path):
+    (tmp_path / "manifest.csv").write_text("subject,session,mr,pet\na,1,m.png,p.png\n")
+    assert build_pair_table(tmp_path, "c").source_kind == "manifest"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no MR DICOM series"):
+        build_pair_table(empty, "c")
+
+
+def test_harvard_folder_discovery(harvard_root):
+    src = build_pair_table(harvard_root / "MR-PET", "harvard-pet")
+    assert src.source_kind == "images"
+    assert src.table.num_rows == 176
+    assert set(src.table.column("kind").to_pylist()) == {IMAGE_KIND}
+    assert all(r["pet"].endswith(r["mr"].rsplit("/", 1)[1]) for r in src.table.to_pylist())
+    assert len(set(src.table.column("pair_id").to_pylist())) == 176
