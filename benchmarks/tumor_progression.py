@@ -18,7 +18,12 @@ Synthetic PET (seeded per patient, ``seed = 1000 + patient number``):
 Tracking: :func:`mdafuse.longitudinal.track_subject` Pre -> Post with registration levels (4, 2),
 segmentation ``peak_to_reference = 1.6`` (the synthetic tumour is 3x the *mean* background; the
 default 3.0 is for brain FDG, where grey matter is about 3x white matter), other settings
-default. The tracked tumour volume at a time point is the sum over all tracked lesions present.
+default: each lesion is the isocontour at 45 % of its local peak above its local background
+(background = median of a 2-5 voxel shell), and a weaker peak whose region reaches a stronger
+lesion is cut at that lesion's threshold (it sits in the stronger lesion's blurred tail; without
+this rule the weak peak's lower threshold annexed the halo of the main tumour on patients 02, 06
+and 11 and turned shrinkage into growth). The same rule for every patient; the masks are only
+used to score. The tracked tumour volume at a time point is the sum over all tracked lesions present.
 Reported per patient: mask and tracked volumes (voxels), volume changes (%), and the absolute
 volume error of the tracked volume against the mask (%), with Pearson's correlation of the
 changes and the median absolute error over patients.
@@ -57,6 +62,8 @@ class PatientResult:
     tracked_post: int
     angle_deg: float
     seconds: float
+    ncc_before: float = math.nan
+    ncc_after: float = math.nan
 
     @property
     def mask_change_pct(self) -> float:
@@ -73,6 +80,10 @@ class PatientResult:
     @property
     def error_post_pct(self) -> float:
         return 100.0 * abs(self.tracked_post - self.mask_post) / self.mask_post
+
+    @property
+    def change_error_pp(self) -> float:
+        return abs(self.tracked_change_pct - self.mask_change_pct)
 
 
 def synthesize_pet(mr: np.ndarray, mask: np.ndarray, pixel_mm: float, slice_mm: float, seed: int) -> np.ndarray:
@@ -123,6 +134,8 @@ def run_patient(folder: Path, slice_mm: float = 5.0, out_dir: Path | None = None
         tracked_post=tracked[1],
         angle_deg=res.transforms[1].angle_deg,
         seconds=time.perf_counter() - start,
+        ncc_before=res.registrations[1].ncc_before,
+        ncc_after=res.registrations[1].ncc_after,
     )
 
 
@@ -148,19 +161,25 @@ def write_markdown(results: list[PatientResult], path: Path, command: str) -> No
         f"Produced by `{command}` (see the script's docstring for the synthetic PET model: TBR {TBR:g}, "
         f"{PET_FWHM_MM:g} mm FWHM, noise 0.05*sqrt(SUV)). Volumes in voxels; changes Pre -> Post.",
         "",
-        "| patient | mask Pre | mask Post | mask change % | tracked Pre | tracked Post | tracked change % | error Pre % | error Post % | rotation deg | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "Segmentation rule (same for every patient; masks used only to score): per lesion, isocontour at "
+        "45 % of the local peak above the local background; a weaker peak whose region reaches a stronger "
+        "lesion is cut at the stronger lesion's threshold.",
+        "",
+        "| patient | mask Pre | mask Post | mask change % | tracked Pre | tracked Post | tracked change % | change error pp "
+        "| error Pre % | error Post % | rotation deg | NCC before | NCC after | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.patient} | {r.mask_pre} | {r.mask_post} | {r.mask_change_pct:+.1f} | {r.tracked_pre} | {r.tracked_post} | "
-            f"{r.tracked_change_pct:+.1f} | {r.error_pre_pct:.1f} | {r.error_post_pct:.1f} | {r.angle_deg:+.2f} | {r.seconds:.0f} |"
+            f"{r.tracked_change_pct:+.1f} | {r.change_error_pp:.1f} | {r.error_pre_pct:.1f} | {r.error_post_pct:.1f} | "
+            f"{r.angle_deg:+.2f} | {r.ncc_before:.3f} | {r.ncc_after:.3f} | {r.seconds:.0f} |"
         )
     lines += [
         "",
         f"- Pearson correlation of tracked vs mask volume change: **{s['pearson_change']:.3f}**",
         f"- Median absolute volume error (tracked vs mask, both time points): **{s['median_abs_volume_error_pct']:.1f} %** (target <= 15 %)",
-        f"- Median absolute error of the change: **{s['median_abs_change_error_pp']:.1f} percentage points**",
+        f"- Median absolute error of the change: **{s['median_abs_change_error_pp']:.1f} percentage points** (target <= 15)",
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,10 @@
 """Tracking on real glioblastoma anatomy with synthetic PET (benchmarks/tumor_progression.py).
 
-Two patients (03, 08: compact tumours of 2000-5000 voxels) keep this fast; tolerance: the tracked
-tumour volume within 20 % of the mask volume at both time points (measured 3-8 %), and the change
-within 15 percentage points of the masks' change (measured 2 and 8). Other patients do worse (small
-tumours vanish under the 6 mm PET blur, some leak); the full benchmark reports all 11.
+Two patients keep this fast: 03 (compact tumour, growing) and 06 (shrinking multi-part tumour,
+where a weak peak once annexed the main tumour's blurred tail and turned -27 % into +8 %).
+Tolerances, two-sided: tracked volume within 15 % of the mask at both time points (measured
+6-7 % and 10-11 %), the change within 10 percentage points of the masks' change (measured 0.1 pp
+and 0.1 pp) and of the same sign. The full benchmark reports all 11 patients.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tumor_progression.py"
@@ -30,18 +32,21 @@ def bench():
         sys.modules.pop("tumor_progression", None)
 
 
-@pytest.mark.parametrize("patient", ["03", "08"])
+@pytest.mark.parametrize("patient", ["03", "06"])
 def test_tracked_volume_follows_mask(tumor_root, bench, patient):
     folder = tumor_root / patient
     if not folder.is_dir():
         pytest.skip(f"{folder} is missing")
     r = bench.run_patient(folder)
     assert r.mask_pre > 1000 and r.mask_post > 1000
-    assert r.error_pre_pct < 20.0
-    assert r.error_post_pct < 20.0
-    assert abs(r.tracked_change_pct - r.mask_change_pct) < 15.0
-    # The collection is distributed co-registered; residual rotations found are about 2 degrees.
-    assert abs(r.angle_deg) < 5.0
+    assert r.error_pre_pct < 15.0
+    assert r.error_post_pct < 15.0
+    assert abs(r.tracked_change_pct - r.mask_change_pct) < 10.0
+    assert np.sign(r.tracked_change_pct) == np.sign(r.mask_change_pct)
+    # The collection is distributed co-registered, but head positions differ by a few degrees
+    # (NCC rises from 0.70-0.81 to 0.82-0.92 with the rotation); the registration must improve it.
+    assert abs(r.angle_deg) < 6.0
+    assert r.ncc_after > r.ncc_before + 0.02
 
 
 def test_synthetic_pet_model(bench):
