@@ -5,13 +5,15 @@ Output layout under ``OUT`` (a local folder or ``s3://bucket/prefix``)::
     OUT/images/cohort=C/run=R/<pair_id>/fused_###.png      fused slice ### (RGB for PET)
     OUT/images/cohort=C/run=R/<pair_id>/enhanced_###.png   energy-enhanced slice ###
     OUT/images/cohort=C/run=R/<pair_id>/fused.nii.gz       fused RGB volume on the MR grid (volumes)
+    OUT/images/cohort=C/run=R/<pair_id>/enhanced.nii.gz    enhanced RGB volume on the MR grid (volumes)
     OUT/images/cohort=C/run=R/<pair_id>/done.json          the pair's row, written last
     OUT/metrics/cohort=C/run=R/*.parquet                   one row per pair (hive-partitioned)
-    OUT/runs/cohort=C/run=R/pairs.parquet                  the run's work units (all pairs)
-    OUT/runs/cohort=C/run=R/attempts/<attempt>.parquet     pairs still to do at each (re)start
+    OUT/runs/cohort=C/run=R/pairs.parquet                  the run's work units (pseudonymous columns only)
+    OUT/runs/cohort=C/run=R/attempts/<attempt>.parquet     pair_ids still to do at each (re)start
     OUT/runs/cohort=C/run=R/summary.json                   counts, throughput, hashes, versions
 
-Rows carry pseudonymous identifiers only (``pair_id``, ``subject_id``, ``session``).
+Rows carry pseudonymous identifiers only (``pair_id``, ``subject_id``, ``session``); input
+locations and series UIDs stay on the driver and in the workers' memory, never under ``OUT``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -38,6 +41,11 @@ log = logging.getLogger("jobs.common")
 METRIC_NAMES: tuple[str, ...] = ("EN", "MI", "SD", "VIF", "SSIM", "SCD", "CC", "MSE", "rSFe", "Qabf", "SF", "AG", "PSNR")
 TIMING_NAMES: tuple[str, ...] = ("t_read_s", "t_fuse_s", "t_enhance_s", "t_metrics_s", "t_write_s", "t_total_s")
 CRASH_ENV = "MDAFUSE_INJECT_CRASH"
+#: pair-table columns that may be written under OUT (the others name input locations or DICOM UIDs)
+PUBLIC_PAIR_COLUMNS: tuple[str, ...] = ("pair_id", "subject_id", "session", "kind", "label")
+#: thread-count variables set in every worker's environment (see :func:`thread_env`)
+THREAD_ENV_VARS: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_UID_RE = re.compile(r"(?<![\w.])[0-2](?:\.\d+){4,}(?![\w.])")
 
 ROW_SCHEMA = pa.schema(
     [
@@ -137,6 +145,31 @@ def crash_hook_from_env() -> tuple[str | None, str | None]:
     return pid, marker
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment of a worker holding ``threads`` CPUs: OpenMP/BLAS pools sized to its share."""
+    n = str(max(1, int(threads)))
+    return {k: n for k in THREAD_ENV_VARS}
+
+
+def limit_threads(threads: int) -> int:
+    """Size this process's torch (and OpenMP) pools to ``threads`` CPUs; returns the count used.
+
+    Called in each actor's ``__init__`` so that fractional-CPU actors on a small node do not
+    each start one thread per core (oversubscription).
+    """
+    import torch
+
+    n = max(1, int(threads))
+    for k in THREAD_ENV_VARS:
+        os.environ.setdefault(k, str(n))
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work has started in this process
+        pass
+    return n
+
+
 def empty_row(pair: dict) -> dict:
     """A row for ``pair`` with every value missing (NaN metrics, zero counts)."""
     row = {name: None for name in ROW_SCHEMA.names}
@@ -198,10 +231,8 @@ class PairProcessor:
     """
 
     def __init__(self, config: JobConfig, fuser=None) -> None:
-        import torch
-
         self.config = config
-        torch.set_num_threads(max(1, int(config.torch_threads)))
+        limit_threads(config.torch_threads)
         if fuser is None:
             from mdafuse.fusion.pipeline import Fuser
 
@@ -221,13 +252,13 @@ class PairProcessor:
         done_uri = storage.join(prefix, "done.json")
         try:
             previous = json.loads(storage.read_bytes(done_uri, cfg.endpoint))
-            if previous.get("weights_sha256") in ("", self.fuser.weights_sha256):
+            if previous.get("status") == "ok" and previous.get("weights_sha256") == self.fuser.weights_sha256:
                 log.info("pair %s already done; reusing its record", pid)
                 return previous
         except FileNotFoundError:
             pass
-        except (ValueError, OSError) as exc:
-            log.warning("pair %s: unreadable done record (%s); recomputing", pid, exc)
+        except Exception as exc:  # noqa: BLE001 - any storage/parse failure: recompute rather than fail the block
+            log.warning("pair %s: unreadable done record (%s); recomputing", pid, scrub_locations(f"{type(exc).__name__}: {exc}", pair, ""))
         self._maybe_crash(pid)
         row = empty_row(pair)
         row["model_version"] = str(self.fuser.model_version)
@@ -253,10 +284,16 @@ class PairProcessor:
             log.warning("pair %s failed: %s", pid, row["error"])
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        row["warnings"] = "; ".join(warnings)[:2000]
         row["t_total_s"] = time.perf_counter() - t0
         row["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        storage.write_bytes(done_uri, json.dumps(_json_row(row)).encode(), cfg.endpoint)
+        row["warnings"] = "; ".join(warnings)[:2000]
+        try:
+            storage.write_bytes(done_uri, json.dumps(_json_row(row)).encode(), cfg.endpoint)
+        except Exception as exc:  # noqa: BLE001 - the row still reaches the metrics table; only resume shortcuts are lost
+            note = scrub_locations(f"done record not written ({type(exc).__name__}: {exc})", pair, work)
+            log.warning("pair %s: %s", pid, note)
+            warnings.append(note)
+            row["warnings"] = "; ".join(warnings)[:2000]
         return row
 
     def _maybe_crash(self, pid: str) -> None:
@@ -335,7 +372,7 @@ class PairProcessor:
         fused = ycbcr_to_rgb(ycc)
         row["t_fuse_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        enhanced = {int(k): enhance(fused[k], pet_rgb[k]) for k in (brain if cfg.slice_images != "all" else range(nz))}
+        enhanced = np.stack([enhance(fused[k], pet_rgb[k]) for k in range(nz)]).astype(np.float32, copy=False)
         row["t_enhance_s"] = time.perf_counter() - t
         t = time.perf_counter()
         per_slice = [compute_all(mr_n[k], pet_rgb[k], fused[k], names=list(METRIC_NAMES)) for k in brain]
@@ -347,19 +384,32 @@ class PairProcessor:
         row["t_metrics_s"] = time.perf_counter() - t
         t = time.perf_counter()
         if cfg.slice_images != "none":
-            for k, enh in enhanced.items():
-                self._put(storage.join(prefix, f"fused_{k:03d}.png"), _png_bytes(fused[k]))
-                self._put(storage.join(prefix, f"enhanced_{k:03d}.png"), _png_bytes(enh))
-        nii = os.path.join(work, "fused.nii.gz")
-        write_nifti(mr_vol.with_data(fused, modality="OT", units="", source_files=[], source_sop_uids=[]), nii)
-        with open(nii, "rb") as f:
-            self._put(storage.join(prefix, "fused.nii.gz"), f.read())
+            for k in brain if cfg.slice_images == "brain" else range(nz):
+                self._put(storage.join(prefix, f"fused_{int(k):03d}.png"), _png_bytes(fused[k]))
+                self._put(storage.join(prefix, f"enhanced_{int(k):03d}.png"), _png_bytes(enhanced[k]))
+        for name, data in (("fused", fused), ("enhanced", enhanced)):
+            nii = os.path.join(work, f"{name}.nii.gz")
+            write_nifti(mr_vol.with_data(data, modality="OT", units="", source_files=[], source_sop_uids=[]), nii)
+            with open(nii, "rb") as f:
+                self._put(storage.join(prefix, f"{name}.nii.gz"), f.read())
         row["t_write_s"] = time.perf_counter() - t
 
 
 def scrub_locations(message: str, pair: dict, work: str) -> str:
-    """Replace the pair's input locations in a message by ``<mr>``/``<pet>`` (paths may name patients)."""
-    subs = [(work, "<tmp>")]
+    """Remove identifying text from a message: input locations and DICOM UIDs.
+
+    The pair's input locations become ``<mr>``/``<pet>`` (paths may name patients), its work
+    folder ``<tmp>``, and every DICOM UID (the pair's ``mr_series_uid``/``pet_series_uid`` and any
+    other dotted UID of 5+ components) ``<uid:XXXXXXXX>``, a short salted pseudonym that stays
+    the same for the same UID, so that messages can still be grouped.
+    """
+    from mdafuse.io.volume import pseudonym
+
+    subs = [(work, "<tmp>")] if work else []
+    for key in ("mr_series_uid", "pet_series_uid"):
+        uid = str(pair.get(key) or "")
+        if uid:
+            subs.append((uid, f"<uid:{pseudonym('uid|' + uid, length=8)}>"))
     for key in ("mr", "pet"):
         loc = str(pair.get(key) or "")
         if loc:
@@ -368,7 +418,7 @@ def scrub_locations(message: str, pair: dict, work: str) -> str:
                 subs.append((os.path.realpath(loc), f"<{key}>"))
     for old, new in sorted(subs, key=lambda s: -len(s[0])):
         message = message.replace(old, new)
-    return message
+    return _UID_RE.sub(lambda m: f"<uid:{pseudonym('uid|' + m.group(0), length=8)}>", message)
 
 
 def _json_row(row: dict) -> dict:
@@ -403,7 +453,7 @@ class FusePairs:
 
     def __init__(self, config: JobConfig) -> None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        self.processor = PairProcessor(config)
+        self.processor = PairProcessor(config)  # sizes torch/OpenMP pools to config.torch_threads
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = [normalise_row(self.processor.process(pair)) for pair in batch.to_pylist()]

@@ -7,12 +7,14 @@ a DICOM tree (MR and PT series paired by study and frame of reference) or a fold
 (MR/ beside PET/). Without COHORT a small synthetic demo cohort is generated and processed into
 ./mdafuse-demo.
 
-Pipeline: the driver builds the pair table, drops pairs already written by an earlier attempt of
-the same run, and writes the rest as a Parquet file; Ray Data reads it, repartitions it into small
-blocks, and streams the blocks through an actor pool (``FusePairs``: one loaded model per actor,
-fractional CPUs, GPUs from --num-gpus-per-worker) that fuses, enhances, scores and writes each
-pair's images and its done record; the result rows are written as Parquet under
-OUT/metrics/cohort=C/run=R/. Nothing but the final counts is collected on the driver.
+Pipeline: the driver builds the pair table, drops pairs already written with status ok by an
+earlier attempt of the same run (error rows are superseded and retried), and hands the rest to
+Ray Data as an in-memory table (input locations never go under OUT); Ray repartitions it into
+small blocks and streams the blocks through an actor pool (``FusePairs``: one loaded model per
+actor, fractional CPUs, GPUs from --num-gpus-per-worker) that fuses, enhances, scores and writes
+each pair's images and its done record; the result rows are written as Parquet to a hidden
+staging folder and moved into OUT/metrics/cohort=C/run=R/ when complete. Nothing but the final
+counts is collected on the driver.
 See docs/cohort-job.md for the output layout and the reliability guarantees.
 """
 
@@ -35,13 +37,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.common import CRASH_ENV, ROW_SCHEMA, FusePairs, JobConfig
+from jobs.common import CRASH_ENV, PUBLIC_PAIR_COLUMNS, ROW_SCHEMA, FusePairs, JobConfig, thread_env
 from mdafuse import storage
 from mdafuse.cohort import build_pair_table
 
 log = logging.getLogger("jobs.fuse_cohort")
 
 DEMO_OUT = "./mdafuse-demo"
+SALT_ENV = "MDAFUSE_PSEUDONYM_SALT"
+STAGING = "_staging"
 _FORWARD_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "MDAFUSE_PSEUDONYM_SALT", CRASH_ENV)
 
 
@@ -74,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs-per-block", type=int, default=None, metavar="K", help="pairs per Ray block (default: spread over ~4 blocks per worker)")
     p.add_argument("--weights", metavar="FILE", help="safetensors weights (default: the shipped model)")
     p.add_argument("--slice-images", choices=("brain", "all", "none"), default="brain", help="which volume slices get fused/enhanced PNGs (default brain)")
-    p.add_argument("--torch-threads", type=int, default=1, metavar="T", help="torch threads per actor (default 1)")
+    p.add_argument("--torch-threads", type=int, default=None, metavar="T", help="torch/OpenMP threads per actor (default: its CPU share, at least 1)")
     p.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint, e.g. http://127.0.0.1:8333 (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray started by this job (default: all)")
@@ -107,18 +111,93 @@ def _cohort_name(source: str | None) -> str:
     return clean
 
 
-def existing_pair_ids(metrics_root: str, endpoint: str | None) -> set[str]:
-    """pair_ids already in the run's metrics files; unreadable local files (interrupted writes) are set aside."""
-    done: set[str] = set()
+def existing_pair_status(metrics_root: str, endpoint: str | None) -> dict[str, str]:
+    """pair_id -> status of the rows already in the run's metrics files ("ok" wins over "error").
+
+    Unreadable local files (interrupted writes) are set aside as ``.corrupt-*`` and their pairs redone.
+    """
+    status: dict[str, str] = {}
     for uri in storage.list_files(metrics_root, ".parquet", endpoint):
         try:
             data = storage.read_bytes(uri, endpoint)
-            done.update(pq.read_table(io.BytesIO(data), columns=["pair_id"]).column("pair_id").to_pylist())
+            t = pq.read_table(io.BytesIO(data), columns=["pair_id", "status"])
         except (OSError, pa.ArrowInvalid) as exc:
             log.warning("%s: unreadable metrics file (%s); its pairs will be redone", uri, exc)
             if not storage.is_s3(uri):
                 os.replace(uri, os.path.join(os.path.dirname(uri), f".corrupt-{os.path.basename(uri)}"))
-    return done
+            continue
+        for pid, st in zip(t.column("pair_id").to_pylist(), t.column("status").to_pylist()):
+            if status.get(pid) != "ok":
+                status[pid] = st
+    return status
+
+
+def existing_pair_ids(metrics_root: str, endpoint: str | None) -> set[str]:
+    """pair_ids with any row in the run's metrics files (see :func:`existing_pair_status`)."""
+    return set(existing_pair_status(metrics_root, endpoint))
+
+
+def supersede_rows(metrics_root: str, pair_ids: set[str], endpoint: str | None) -> int:
+    """Remove the non-ok rows of ``pair_ids`` from the run's metrics files before those pairs are retried.
+
+    Each file is rewritten in place (local: temporary file + rename; S3: one PUT of the same
+    key), or deleted when nothing is left, so a reader sees either the old or the new file and a
+    retried pair has at most one row at any time. A pair whose retry does not finish has no row
+    and is done again by the next attempt.
+
+    Returns:
+        The number of rows removed.
+    """
+    import pyarrow.compute as pc
+
+    removed = 0
+    if not pair_ids:
+        return 0
+    wanted = pa.array(sorted(pair_ids), pa.string())
+    for uri in storage.list_files(metrics_root, ".parquet", endpoint):
+        table = pq.read_table(io.BytesIO(storage.read_bytes(uri, endpoint)))
+        drop = pc.and_(pc.is_in(table.column("pair_id"), value_set=wanted), pc.not_equal(table.column("status"), "ok"))
+        n = int(pc.sum(drop).as_py() or 0)
+        if not n:
+            continue
+        keep = table.filter(pc.invert(drop))
+        if keep.num_rows:
+            _write_parquet(keep, uri, endpoint)
+        else:
+            storage.delete(uri, endpoint)
+        removed += n
+    return removed
+
+
+def publish_staged(staging: str, final: str, endpoint: str | None) -> list[str]:
+    """Move every Parquet file of a hidden staging folder into ``final`` and remove the folder.
+
+    Readers (``pyarrow.dataset``, :func:`mdafuse.storage.list_files`) skip names starting with
+    ``_``, so a file becomes visible only once it is complete: locally a rename, on S3 a
+    server-side copy (each object appears whole) then a delete of the staged object.
+
+    Returns:
+        The final locations.
+    """
+    moved = []
+    for uri in storage.list_files(staging, ".parquet", endpoint):
+        dest = storage.join(final, uri.rsplit("/", 1)[-1])
+        storage.move(uri, dest, endpoint)
+        moved.append(dest)
+    storage.delete_tree(staging, endpoint)
+    return moved
+
+
+def salt_is_default(demo: bool) -> bool:
+    """True when no secret pseudonymisation salt is set; warns unless the input is the built-in demo."""
+    default = not os.environ.get(SALT_ENV)
+    if default and not demo:
+        log.warning(
+            "%s is not set: pair and subject pseudonyms use the public default salt and can be recomputed "
+            "from patient identifiers; set a secret salt for real patients",
+            SALT_ENV,
+        )
+    return default
 
 
 def _write_parquet(table: pa.Table, uri: str, endpoint: str | None) -> None:
@@ -163,10 +242,18 @@ def _plan_workers(ray, n_pairs: int, args: argparse.Namespace) -> int:
     return max(1, min(n, n_pairs))
 
 
+def worker_threads(args: argparse.Namespace) -> int:
+    """Threads per actor: --torch-threads, else its CPU share (at least 1)."""
+    if getattr(args, "torch_threads", None):
+        return max(1, int(args.torch_threads))
+    return max(1, int(args.cpus_per_worker))
+
+
 def _forward_env(args: argparse.Namespace) -> dict[str, str]:
     env = {k: os.environ[k] for k in _FORWARD_ENV if os.environ.get(k)}
     if args.s3_endpoint:
         env["AWS_ENDPOINT_URL_S3"] = args.s3_endpoint
+    env.update(thread_env(worker_threads(args)))
     return env
 
 
@@ -182,7 +269,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_summary(cfg: JobConfig, n_pairs: int, n_skipped: int, n_submitted: int, wall_s: float, workers: int) -> dict:
+def run_summary(cfg: JobConfig, n_pairs: int, n_skipped: int, n_submitted: int, wall_s: float, workers: int, default_salt: bool = True, n_retried: int = 0) -> dict:
     """Summarise the run's rows (read back column by column; no images touch the driver)."""
     import pyarrow.compute as pc
 
@@ -205,6 +292,7 @@ def run_summary(cfg: JobConfig, n_pairs: int, n_skipped: int, n_submitted: int, 
         "ok": statuses.count("ok"),
         "error": statuses.count("error"),
         "skipped_already_done": n_skipped,
+        "retried_errors": n_retried,
         "processed_this_attempt": n_submitted,
         "wall_s": round(wall_s, 3),
         "pairs_per_s": round(n_submitted / wall_s, 4) if wall_s > 0 and n_submitted else 0.0,
@@ -213,6 +301,7 @@ def run_summary(cfg: JobConfig, n_pairs: int, n_skipped: int, n_submitted: int, 
         "weights_sha256": hashes,
         "model_version": versions,
         "config_sha256": cfg.hash(),
+        "salt_is_default": default_salt,
         "config": {"batch_size": cfg.batch_size, "slice_images": cfg.slice_images, "device": cfg.device, "weights": cfg.weights or "shipped"},
         "versions": _versions(),
         "layout": {"images": cfg.images_root, "metrics": cfg.metrics_root, "run": cfg.run_root},
@@ -264,31 +353,34 @@ def run(args: argparse.Namespace) -> dict:
         device="cuda" if args.num_gpus_per_worker > 0 else "cpu",
         batch_size=args.batch_size,
         slice_images=args.slice_images,
-        torch_threads=args.torch_threads,
+        torch_threads=worker_threads(args),
         crash_on=args.inject_crash,
         crash_marker=args.crash_marker,
     )
+    default_salt = salt_is_default(demo)
     pairs = build_pair_table(source, cohort, endpoint=args.s3_endpoint).table
     limit = 2 if args.smoke_test and args.limit is None else args.limit
     if limit is not None:
         pairs = pairs.slice(0, limit)
-    _write_parquet(pairs, storage.join(cfg.run_root, "pairs.parquet"), cfg.endpoint)
-    done = existing_pair_ids(cfg.metrics_root, cfg.endpoint)
-    todo = pairs.filter(pa.array([p not in done for p in pairs.column("pair_id").to_pylist()], type=pa.bool_()))
+    _write_parquet(pairs.select(list(PUBLIC_PAIR_COLUMNS)), storage.join(cfg.run_root, "pairs.parquet"), cfg.endpoint)
+    previous = existing_pair_status(cfg.metrics_root, cfg.endpoint)
+    todo = pairs.filter(pa.array([previous.get(p) != "ok" for p in pairs.column("pair_id").to_pylist()], type=pa.bool_()))
     n_skipped = pairs.num_rows - todo.num_rows
-    log.info("cohort %s run %s: %d pairs, %d already done, %d to do", cohort, run_id, pairs.num_rows, n_skipped, todo.num_rows)
+    retry = {p for p in todo.column("pair_id").to_pylist() if p in previous}
+    n_retried = supersede_rows(cfg.metrics_root, retry, cfg.endpoint) if retry else 0
+    log.info("cohort %s run %s: %d pairs, %d already ok, %d to do (%d earlier errors retried)", cohort, run_id, pairs.num_rows, n_skipped, todo.num_rows, len(retry))
     t0 = time.perf_counter()
     workers = 0
     if todo.num_rows:
         attempt = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-        attempt_uri = storage.join(cfg.run_root, "attempts", f"{attempt}.parquet")
-        _write_parquet(todo, attempt_uri, cfg.endpoint)
+        _write_parquet(todo.select(list(PUBLIC_PAIR_COLUMNS)), storage.join(cfg.run_root, "attempts", f"{attempt}.parquet"), cfg.endpoint)
         ray = _init_ray(args)
         workers = _plan_workers(ray, todo.num_rows, args)
         per_block = args.pairs_per_block or max(1, min(64, math.ceil(todo.num_rows / (4 * workers))))
-        fs, attempt_path = storage.filesystem(attempt_uri, cfg.endpoint)
-        _, metrics_path = storage.filesystem(cfg.metrics_root, cfg.endpoint)
-        ds = ray.data.read_parquet(attempt_path, filesystem=fs)
+        staging = storage.join(cfg.metrics_root, STAGING, attempt)
+        fs, staging_path = storage.filesystem(staging, cfg.endpoint)
+        # the work table (with input locations) goes to the object store, never to OUT
+        ds = ray.data.from_arrow(todo)
         ds = ds.repartition(target_num_rows_per_block=per_block)
         ds = ds.map_batches(
             FusePairs,
@@ -300,9 +392,10 @@ def run(args: argparse.Namespace) -> dict:
             num_gpus=args.num_gpus_per_worker,
             runtime_env={"env_vars": _forward_env(args)},
         )
-        ds.write_parquet(metrics_path, filesystem=fs)
+        ds.write_parquet(staging_path, filesystem=fs)
+        publish_staged(staging, cfg.metrics_root, cfg.endpoint)
     wall = time.perf_counter() - t0
-    summary = run_summary(cfg, pairs.num_rows, n_skipped, todo.num_rows, wall, workers)
+    summary = run_summary(cfg, pairs.num_rows, n_skipped, todo.num_rows, wall, workers, default_salt, n_retried)
     storage.write_bytes(storage.join(cfg.run_root, "summary.json"), json.dumps(summary, indent=2).encode(), cfg.endpoint)
     return summary
 

@@ -16,6 +16,11 @@ Outputs::
 
 A subject that fails (unreadable series, a single time point) gives one row with
 ``status = "error"`` and its reason; rerunning the same run id skips subjects already written.
+Every row has a ``warnings`` column: degradations found while reading (PET not in SUV, SUV
+attributes missing, resampling notes), prefixed by the session. PET that cannot be converted to
+SUV is tracked in its stored units (no rescaling): its ``mean_suv``/``max_suv`` columns are then
+in those units and the segmentation's absolute SUV floor does not mean SUV; the warning says so.
+Input locations and series UIDs never go under OUT (the work table stays in Ray's object store).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -35,8 +41,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.common import read_volume, scrub_locations
-from jobs.fuse_cohort import DEMO_OUT, _cohort_name, _default_run_id, _forward_env, _init_ray, _write_parquet
+from jobs.common import limit_threads, read_volume, scrub_locations
+from jobs.fuse_cohort import DEMO_OUT, STAGING, _cohort_name, _default_run_id, _forward_env, _init_ray, _write_parquet, publish_staged, salt_is_default, worker_threads
 from mdafuse import storage
 from mdafuse.cohort import VOLUME_KIND, build_pair_table
 
@@ -46,7 +52,7 @@ log = logging.getLogger("jobs.track_lesions")
 def _schema() -> pa.Schema:
     from mdafuse.longitudinal.track import TABLE_SCHEMA
 
-    extra = [("status", pa.string()), ("error", pa.string()), ("n_timepoints", pa.int64()), ("outputs_uri", pa.string()), ("t_total_s", pa.float64())]
+    extra = [("status", pa.string()), ("error", pa.string()), ("warnings", pa.string()), ("n_timepoints", pa.int64()), ("outputs_uri", pa.string()), ("t_total_s", pa.float64())]
     return pa.schema(list(TABLE_SCHEMA) + [pa.field(n, t) for n, t in extra])
 
 
@@ -76,8 +82,14 @@ class TrackJobConfig:
         return storage.join(self.out, "runs", f"cohort={self.cohort}", f"run={self.run_id}")
 
 
+def natural_key(text: str) -> tuple:
+    """Sort key that orders digit runs by value: ``tp2`` before ``tp10``, ``ses-9`` before ``ses-10``."""
+    parts = re.split(r"(\d+)", str(text))
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts if p != ""), str(text)
+
+
 def subject_table(pairs: pa.Table) -> pa.Table:
-    """Group a pair table by subject: ``subject_id`` and ``timepoints`` (JSON list sorted by session)."""
+    """Group a pair table by subject: ``subject_id`` and ``timepoints`` (JSON list in natural session order)."""
     groups: dict[str, list[dict]] = {}
     for row in pairs.to_pylist():
         groups.setdefault(row["subject_id"], []).append(
@@ -87,7 +99,7 @@ def subject_table(pairs: pa.Table) -> pa.Table:
     return pa.table(
         {
             "subject_id": pa.array(subjects, pa.string()),
-            "timepoints": pa.array([json.dumps(sorted(groups[s], key=lambda t: t["session"])) for s in subjects], pa.string()),
+            "timepoints": pa.array([json.dumps(sorted(groups[s], key=lambda t: natural_key(t["session"]))) for s in subjects], pa.string()),
         }
     )
 
@@ -96,10 +108,8 @@ class TrackSubjects:
     """Ray Data callable class: tracks the lesions of each subject in a batch."""
 
     def __init__(self, config: TrackJobConfig) -> None:
-        import torch
-
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        torch.set_num_threads(max(1, config.torch_threads))
+        limit_threads(config.torch_threads)
         self.config = config
         self.schema = _schema()
 
@@ -118,6 +128,7 @@ class TrackSubjects:
         prefix = storage.join(cfg.outputs_root, subject_id)
         t0 = time.perf_counter()
         work = tempfile.mkdtemp(prefix="mdafuse-track-")
+        notes: list[str] = []
         try:
             if len(timepoints) < 2:
                 raise ValueError(f"need at least 2 time points; subject has {len(timepoints)}")
@@ -129,6 +140,7 @@ class TrackSubjects:
                     raise ValueError(f"session {tp['session']}: missing {'MR' if not tp['mr'] else 'PET'} location")
                 mr = read_volume(storage.fetch_to_local(tp["mr"], work, cfg.endpoint), tp["mr_series_uid"], "mr")
                 pet = resample_to(read_volume(storage.fetch_to_local(tp["pet"], work, cfg.endpoint), tp["pet_series_uid"], "pet"), mr)
+                notes.extend(f"{tp['session']}: {w}" for w in pet_warnings(mr, pet))
                 tps.append(TimepointInput(mr.data, pet.data, tp["session"], mr.spacing))
             local_out = Path(work) / "out"
             result = track_subject(tps, TrackConfig(subject=subject_id, out_dir=local_out, fuse=cfg.fuse, fusion_weights=cfg.weights, device=cfg.device))
@@ -149,11 +161,33 @@ class TrackSubjects:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         elapsed = time.perf_counter() - t0
+        text = "; ".join(dict.fromkeys(notes))
+        for tp in timepoints:
+            text = scrub_locations(text, tp, "")
         for r in rows:
             r["t_total_s"] = elapsed
+            r["warnings"] = text[:2000]
         done = {"subject": subject_id, "status": rows[0]["status"], "rows": len(rows), "t_total_s": elapsed}
-        storage.write_bytes(storage.join(prefix, "done.json"), json.dumps(done).encode(), cfg.endpoint)
+        try:
+            storage.write_bytes(storage.join(prefix, "done.json"), json.dumps(done).encode(), cfg.endpoint)
+        except Exception as exc:  # noqa: BLE001 - the rows still reach the table
+            log.warning("subject %s: done record not written (%s)", subject_id, type(exc).__name__)
         return rows
+
+
+def pet_warnings(mr, pet) -> list[str]:
+    """Degradations of one time point's PET (already resampled onto ``mr``), as short texts.
+
+    Reader warnings (e.g. SUV attributes missing) are kept; PET not in SUVbw adds a note that it
+    is tracked in its stored units.
+    """
+    out = [str(w) for w in list(getattr(mr, "warnings", []) or []) + list(getattr(pet, "warnings", []) or [])]
+    if getattr(pet, "units", "") != "SUVbw":
+        out.append(
+            f"PET not in SUV (units {getattr(pet, 'units', '') or 'unknown'}): tracked in its stored units; "
+            "mean_suv/max_suv are in those units and the SUV floor of the segmentation does not apply as SUV"
+        )
+    return list(dict.fromkeys(out))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-subjects", type=int, default=2, help="demo cohort subjects (default 2)")
     p.add_argument("--demo-timepoints", type=int, default=2, help="demo time points per subject (default 2)")
     p.add_argument("--seed", type=int, default=0, help="demo cohort seed")
-    p.add_argument("--torch-threads", type=int, default=1, help="torch threads per actor")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch/OpenMP threads per actor (default: its CPU share, at least 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return p
 
@@ -216,6 +250,7 @@ def run(args: argparse.Namespace) -> dict:
         source = str(folder / "manifest.csv")
     else:
         source = args.cohort
+    default_salt = salt_is_default(demo)
     cfg = TrackJobConfig(
         out=out,
         cohort=args.cohort_name or _cohort_name(None if demo else source),
@@ -224,15 +259,16 @@ def run(args: argparse.Namespace) -> dict:
         fuse=not (args.no_fuse or args.smoke_test),
         weights=args.weights,
         device="cuda" if args.num_gpus_per_worker > 0 else "cpu",
-        torch_threads=args.torch_threads,
+        torch_threads=worker_threads(args),
     )
     subjects = subject_table(build_pair_table(source, cfg.cohort, endpoint=args.s3_endpoint).table)
     done = _done_subjects(cfg.table_root, cfg.endpoint)
     todo = subjects.filter(pa.array([s not in done for s in subjects.column("subject_id").to_pylist()], pa.bool_()))
     t0 = time.perf_counter()
     if todo.num_rows:
-        uri = storage.join(cfg.run_root, "tracking-attempts", f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}.parquet")
-        _write_parquet(todo, uri, cfg.endpoint)
+        attempt = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
+        record = pa.table({"subject_id": todo.column("subject_id"), "n_timepoints": pa.array([len(json.loads(t)) for t in todo.column("timepoints").to_pylist()], pa.int64())})
+        _write_parquet(record, storage.join(cfg.run_root, "tracking-attempts", f"{attempt}.parquet"), cfg.endpoint)
         ray = _init_ray(args)
         res = ray.cluster_resources()
         if args.workers is not None:
@@ -242,9 +278,10 @@ def run(args: argparse.Namespace) -> dict:
         else:
             workers = max(1, int(max(0.0, res.get("CPU", 1) - 1) // args.cpus_per_worker))
         workers = max(1, min(workers, todo.num_rows))
-        fs, path = storage.filesystem(uri, cfg.endpoint)
-        _, table_path = storage.filesystem(cfg.table_root, cfg.endpoint)
-        ds = ray.data.read_parquet(path, filesystem=fs).repartition(target_num_rows_per_block=1)
+        staging = storage.join(cfg.table_root, STAGING, attempt)
+        fs, staging_path = storage.filesystem(staging, cfg.endpoint)
+        # the work table holds input locations: it goes to Ray's object store, never to OUT
+        ds = ray.data.from_arrow(todo).repartition(target_num_rows_per_block=1)
         ds = ds.map_batches(
             TrackSubjects,
             fn_constructor_kwargs={"config": cfg},
@@ -255,7 +292,8 @@ def run(args: argparse.Namespace) -> dict:
             num_gpus=args.num_gpus_per_worker,
             runtime_env={"env_vars": _forward_env(args)},
         )
-        ds.write_parquet(table_path, filesystem=fs)
+        ds.write_parquet(staging_path, filesystem=fs)
+        publish_staged(staging, cfg.table_root, cfg.endpoint)
     wall = time.perf_counter() - t0
     statuses: dict[str, str] = {}
     for f in storage.list_files(cfg.table_root, ".parquet", cfg.endpoint):
@@ -272,6 +310,7 @@ def run(args: argparse.Namespace) -> dict:
         "skipped_already_done": subjects.num_rows - todo.num_rows,
         "processed_this_attempt": todo.num_rows,
         "wall_s": round(wall, 3),
+        "salt_is_default": default_salt,
         "layout": {"table": cfg.table_root, "outputs": cfg.outputs_root},
     }
     storage.write_bytes(storage.join(cfg.run_root, "tracking-summary.json"), json.dumps(summary, indent=2).encode(), cfg.endpoint)

@@ -207,13 +207,33 @@ def discover_image_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
     return _table(rows)
 
 
+def _study_sort_key(path: str | os.PathLike, study_uid: str) -> tuple[bool, str, str, str]:
+    """Ordering key of a study from one of its files: (no date, StudyDate, StudyTime, StudyInstanceUID).
+
+    Only the two header elements are read; an unreadable or missing value sorts last.
+    """
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyDate", "StudyTime"])
+        date = "".join(c for c in str(ds.get("StudyDate", "") or "") if c.isdigit())[:8]
+        time_ = str(ds.get("StudyTime", "") or "").strip()
+    except Exception:  # noqa: BLE001 - a header that cannot be read orders by UID only
+        date, time_ = "", ""
+    hhmmss, _, frac = time_.partition(".")
+    digits = "".join(c for c in hhmmss if c.isdigit()).ljust(6, "0")[:6]
+    time_key = f"{digits}.{''.join(c for c in frac if c.isdigit()).ljust(6, '0')[:6]}" if time_ else ""
+    return (len(date) != 8, date, time_key, study_uid)
+
+
 def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | None = None) -> pa.Table:
     """Pair MR with PT (or NM) series of a DICOM tree by StudyInstanceUID and FrameOfReferenceUID.
 
     Each MR series becomes one pair; its partner is the PT series (else NM) of the same study
     and frame of reference with the most files. An MR with no partner is kept with an empty
-    ``pet``. Sessions are ``ses-01``, ``ses-02``, ... in StudyInstanceUID order per subject,
-    so no study date is needed or exposed.
+    ``pet``. Sessions are ``ses-01``, ``ses-02``, ... per subject in order of StudyDate and
+    StudyTime (studies without a date come last, ties and missing values by StudyInstanceUID).
+    The dates are only used for ordering: they are never stored in the table.
 
     Raises:
         ValueError: no MR series below ``folder``.
@@ -224,11 +244,14 @@ def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
     mrs = [s for s in series if s.modality == "MR"]
     if not mrs:
         raise ValueError(f"{folder}: no MR DICOM series found ({len(series)} series of other modalities)")
-    studies: dict[str, list[str]] = {}
+    order: dict[tuple[str, str], tuple] = {}
     for s in series:
-        studies.setdefault(s.subject_key, [])
-        if s.study_uid not in studies[s.subject_key]:
-            studies[s.subject_key].append(s.study_uid)
+        key = (s.subject_key, s.study_uid)
+        if key not in order and s.files:
+            order[key] = _study_sort_key(s.files[0], s.study_uid)
+    studies: dict[str, list[str]] = {}
+    for (subject, study), _ in sorted(order.items(), key=lambda kv: (kv[0][0], kv[1])):
+        studies.setdefault(subject, []).append(study)
     rows = []
     for mr in mrs:
         partners = [
@@ -238,7 +261,7 @@ def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
         ]
         partners.sort(key=lambda s: (s.modality != "PT", -s.n_files, s.series_uid))
         pet = partners[0] if partners else None
-        rank = sorted(studies[mr.subject_key]).index(mr.study_uid) + 1
+        rank = studies[mr.subject_key].index(mr.study_uid) + 1
         session = f"ses-{rank:02d}"
         mr_in_study = [s for s in mrs if s.study_uid == mr.study_uid and s.subject_key == mr.subject_key]
         if len(mr_in_study) > 1:

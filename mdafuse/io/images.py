@@ -46,6 +46,8 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot decode image ({exc})") from exc
     if arr.size == 0 or min(arr.shape[:2]) == 0:
         raise ImageReadError(f"{path}: image is empty (shape {arr.shape})")
+    if arr.max() == arr.min():
+        raise ImageReadError(f"{path}: image is blank (every pixel is {arr.flat[0]:.4g}); nothing to fuse")
     return arr
 
 

@@ -151,17 +151,40 @@ class AdaptiveAffine(nn.Module):
 
 
 class Decoder(nn.Module):
-    """5x5 then 3x3 convolutions reconstructing one channel in [0, 1]: ``(B, C, H, W) -> (B, 1, H, W)``."""
+    """5x5 then 3x3 convolutions to ``out_channels`` maps: ``(B, C, H, W) -> (B, out_channels, H, W)``."""
 
-    def __init__(self, c_in: int, widths: tuple[int, ...]) -> None:
+    def __init__(self, c_in: int, widths: tuple[int, ...], out_channels: int = 1) -> None:
         super().__init__()
         layers, c = [], c_in
         for i, w in enumerate(widths):
             layers.append(ConvBNReLU(c, w, 5 if i == 0 else 3))
             c = w
         self.body = nn.Sequential(*layers)
-        self.out = nn.Conv2d(c, 1, 3, padding=1, padding_mode="reflect")
+        self.out = nn.Conv2d(c, out_channels, 3, padding=1, padding_mode="reflect")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # tanh as in the paper, mapped from [-1, 1] to the library's [0, 1] image range.
-        return 0.5 * (torch.tanh(self.out(self.body(x))) + 1.0)
+        return self.out(self.body(x))
+
+
+class DirectHead(nn.Module):
+    """The paper's output: tanh mapped to [0, 1]: ``(B, 1, H, W) -> (B, 1, H, W)``."""
+
+    def forward(self, logits: torch.Tensor, mr: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (torch.tanh(logits) + 1.0)
+
+
+class BlendHead(nn.Module):
+    """Per-pixel blend of the sources plus a bounded residual: ``(B, 2, H, W) -> (B, 1, H, W)``.
+
+    ``F = w * MR + (1 - w) * Y + s * tanh(r)`` with ``w = sigmoid(logit)``; the result is clamped
+    to [0, 1] at inference only, so training keeps its gradients.
+    """
+
+    def __init__(self, residual_scale: float) -> None:
+        super().__init__()
+        self.residual_scale = residual_scale
+
+    def forward(self, logits: torch.Tensor, mr: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
+        w = torch.sigmoid(logits[:, :1])
+        fused = w * mr + (1.0 - w) * functional + self.residual_scale * torch.tanh(logits[:, 1:2])
+        return fused if self.training else fused.clamp(0.0, 1.0)

@@ -6,6 +6,9 @@ import json
 from dataclasses import asdict, dataclass
 
 
+HEADS = ("direct", "blend")
+
+
 @dataclass(frozen=True)
 class MdAFuseConfig:
     """Channel counts and kernel sizes of the network.
@@ -23,7 +26,12 @@ class MdAFuseConfig:
         mfm_channels: channels at 1/4 scale after depthwise-separable convolutions.
         mfm_expand: expansion ratio of the inverted-residual block.
         features: channels of each per-image feature map (CF, FF and MF all have this width).
-        decoder_channels: widths of the decoder convolutions before the 1-channel output.
+        decoder_channels: widths of the decoder convolutions before the output layer.
+        head: what the decoder's last layer predicts. ``"direct"``: the fused image itself
+            (``(tanh + 1) / 2``, as in the paper). ``"blend"``: a per-pixel weight ``w`` and a
+            bounded detail residual ``r``, with ``F = w * MR + (1 - w) * Y + r``; the fused
+            image then keeps source intensities exactly where one source is selected.
+        residual_scale: bound of ``|r|`` for the ``"blend"`` head.
     """
 
     cfm_channels: tuple[int, ...] = (2, 4, 8)
@@ -36,6 +44,8 @@ class MdAFuseConfig:
     mfm_expand: int = 2
     features: int = 16
     decoder_channels: tuple[int, ...] = (16, 8)
+    head: str = "direct"
+    residual_scale: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("cfm_kernel", "cfm_reduce_kernel", "ffm_kernel"):
@@ -46,6 +56,10 @@ class MdAFuseConfig:
             chans = getattr(self, name)
             if not chans or any(c < 1 for c in chans):
                 raise ValueError(f"{name} must be a non-empty tuple of positive ints; got {chans}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}; got {self.head!r}")
+        if self.residual_scale < 0:
+            raise ValueError(f"residual_scale must be >= 0; got {self.residual_scale}")
         if min(self.mfm_stem, self.mfm_channels, self.mfm_expand, self.features) < 1:
             raise ValueError("mfm_stem, mfm_channels, mfm_expand and features must be positive")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mdafuse.model.blocks import AdaptiveAffine, CoarseFeatureModule, Decoder, FineFeatureModule, MultiScaleFeatureModule
+from mdafuse.model.blocks import AdaptiveAffine, BlendHead, CoarseFeatureModule, Decoder, DirectHead, FineFeatureModule, MultiScaleFeatureModule
 from mdafuse.model.config import MdAFuseConfig
 
 
@@ -50,7 +50,9 @@ class MdAFuseNet(nn.Module):
         self.config = cfg or MdAFuseConfig()
         self.extractor = FeatureExtractor(self.config)
         self.affine = AdaptiveAffine(2 * self.config.features)
-        self.decoder = Decoder(2 * self.config.features, self.config.decoder_channels)
+        blend = self.config.head == "blend"
+        self.decoder = Decoder(2 * self.config.features, self.config.decoder_channels, out_channels=2 if blend else 1)
+        self.head = BlendHead(self.config.residual_scale) if blend else DirectHead()
 
     def forward(self, mr: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
         if mr.ndim != 4 or mr.shape[1] != 1:
@@ -60,4 +62,4 @@ class MdAFuseNet(nn.Module):
         if min(mr.shape[-2:]) < 4:
             raise ValueError(f"images must be at least 4x4 pixels; got {tuple(mr.shape[-2:])}")
         fused = fuse_features(self.extractor(mr), self.extractor(functional))
-        return self.decoder(self.affine(fused))
+        return self.head(self.decoder(self.affine(fused)), mr, functional)

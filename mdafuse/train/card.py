@@ -86,7 +86,7 @@ def write_model_card(weights: Path, sha256: str, cfg: TrainConfig, result: Train
         f"- **Training**: unsupervised, {cfg.steps} steps of batch {cfg.batch_size}, random {cfg.patch}x{cfg.patch} patches with flips and rotations, "
         f"Adam, cosine learning rate {cfg.lr:g} -> {cfg.lr_final:g}, seed {cfg.seed}.",
         f"- **Losses** (against both sources only): {cfg.losses.ssim_mr:g} (1 - SSIM(F, MR)) + {cfg.losses.ssim_functional:g} (1 - SSIM(F, Y)) "
-        f"+ {cfg.losses.intensity:g} |F - max(MR, Y)|_1 + {cfg.losses.gradient:g} | |grad F| - max(|grad MR|, |grad Y|) |_1 (Sobel) + {cfg.losses.correlation:g} (2 - CC(F, MR) - CC(F, Y)).",
+        f"+ {cfg.losses.intensity:g} |F - max(MR, Y)|_1 + {cfg.losses.gradient:g} | |grad F| - max(|grad MR|, |grad Y|) |_1 (Sobel) + {cfg.losses.correlation:g} (2 - CC(F, MR) - CC(F, Y)) + {cfg.losses.fidelity:g} (MSE(F, MR) + MSE(F, Y)) / 2.",
         "- **Architecture**: CFM (7x7, few channels) + FFM (3x3/1x1, more channels) per image, MFM (strided stem, depthwise-separable "
         "convolutions to 1/4 scale, inverted residual, pyramid pooling, scales summed at full size); CF+FF per image, element-wise maximum "
         "across modalities for (CF+FF) and MF; learned per-channel affine map; 5x5/3x3 decoder with tanh mapped to [0, 1].",

@@ -21,6 +21,8 @@ class LossWeights:
         gradient: weight of ``| |grad F| - max(|grad MR|, |grad Y|) |_1`` (keeps the stronger edge).
         correlation: weight of ``2 - CC(F, MR) - CC(F, Y)`` (Pearson correlation per image; keeps
             both sources linearly recoverable, which the CC and SCD metrics reward).
+        fidelity: weight of ``(MSE(F, MR) + MSE(F, Y)) / 2`` (limits contrast overshoot; its
+            minimum is the plain average, so keep it small next to the other terms).
     """
 
     ssim_mr: float = 1.0
@@ -28,6 +30,7 @@ class LossWeights:
     intensity: float = 10.0
     gradient: float = 10.0
     correlation: float = 0.0
+    fidelity: float = 0.0
 
 
 def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -74,13 +77,15 @@ def fusion_loss(fused: torch.Tensor, mr: torch.Tensor, functional: torch.Tensor,
     l_int = F.l1_loss(fused, torch.maximum(mr, functional))
     l_grad = F.l1_loss(sobel_magnitude(fused), torch.maximum(sobel_magnitude(mr), sobel_magnitude(functional)))
     l_corr = 2.0 - pearson(fused, mr).mean() - pearson(fused, functional).mean()
+    l_fid = 0.5 * (F.mse_loss(fused, mr) + F.mse_loss(fused, functional))
     total = (
         weights.ssim_mr * l_ssim_mr
         + weights.ssim_functional * l_ssim_fn
         + weights.intensity * l_int
         + weights.gradient * l_grad
         + weights.correlation * l_corr
+        + weights.fidelity * l_fid
     )
-    named = (("ssim_mr", l_ssim_mr), ("ssim_functional", l_ssim_fn), ("intensity", l_int), ("gradient", l_grad), ("correlation", l_corr), ("total", total))
+    named = (("ssim_mr", l_ssim_mr), ("ssim_functional", l_ssim_fn), ("intensity", l_int), ("gradient", l_grad), ("correlation", l_corr), ("fidelity", l_fid), ("total", total))
     terms = {k: float(v.detach()) for k, v in named}
     return total, terms

@@ -36,8 +36,10 @@ def test_jpeg_reads_close(tmp_path):
 
 def test_write_rounds_instead_of_truncating(tmp_path):
     # 200.6 levels must become 201 (rounding), not 200 (truncation).
-    back = read_image(write_image(tmp_path / "r.png", np.full((4, 4), 200.6 / 255, np.float32)))
-    assert np.all(back == np.float32(201 / 255))
+    img = np.full((4, 4), 200.6 / 255, np.float32)
+    img[0, 0] = 0.0
+    back = read_image(write_image(tmp_path / "r.png", img))
+    assert np.all(back[1:] == np.float32(201 / 255)) and back[0, 0] == 0
 
 
 def test_errors_name_the_file(tmp_path):
@@ -50,12 +52,15 @@ def test_errors_name_the_file(tmp_path):
     (tmp_path / "x.bmp").write_bytes(b"x")
     with pytest.raises(ImageReadError, match="unsupported image type"):
         read_image(tmp_path / "x.bmp")
+    write_image(tmp_path / "blank.png", np.zeros((8, 8)))
+    with pytest.raises(ImageReadError, match="blank.png: image is blank"):
+        read_image(tmp_path / "blank.png")
     with pytest.raises(ValueError, match="NaN"):
         write_image(tmp_path / "n.png", np.full((3, 3), np.nan))
 
 
 def test_pair_size_mismatch_and_resample(tmp_path):
-    write_image(tmp_path / "mr.png", np.zeros((32, 32), np.float32))
+    write_image(tmp_path / "mr.png", np.eye(32, dtype=np.float32))
     write_image(tmp_path / "pet.png", np.full((16, 16, 3), 0.5, np.float32) * np.array([1.0, 0.2, 0.1], np.float32))
     with pytest.raises(ImageReadError, match="pet.png: size 16x16 differs from MR"):
         read_pair(tmp_path / "mr.png", tmp_path / "pet.png")

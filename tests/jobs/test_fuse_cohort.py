@@ -1,7 +1,9 @@
 """End-to-end tests of ``jobs.fuse_cohort`` on a tiny 2-D cohort (local disk and real S3).
 
 One local Ray with 2 CPUs serves the session. The local run goes in three steps on the same run
-id: 3 pairs with an injected worker crash, then all 7 pairs (resume), then again (nothing to do).
+id: 3 pairs in one block with an injected worker crash on the middle pair, then all 8 pairs
+(resume), then again after the missing PET of ``nopet`` was added (the error pairs are retried,
+``nopet`` becomes ok, the ok pairs are skipped).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 from jobs.fuse_cohort import build_parser, existing_pair_ids, main
 from mdafuse import storage
 from mdafuse.cohort import build_pair_table, pair_id
-from mdafuse.io.images import read_image, read_pair
+from mdafuse.io.images import read_image, read_pair, write_image
 from mdafuse.metrics import en, sd
 from mdafuse.qa import format_report, qa_report
 from tests.jobs.cohorts import make_png_cohort
@@ -34,21 +36,31 @@ def _rows(out: str, cohort: str, run: str, endpoint: str | None = None) -> list[
 @pytest.fixture(scope="module")
 def local_job(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("job")
-    expected = make_png_cohort(root / "cohort")
+    expected = make_png_cohort(root / "cohort", degraded=True)
     out = str(root / "out")
     table = build_pair_table(root / "cohort", "tiny").table
     ids = table.column("pair_id").to_pylist()
     stems = {pair_id("tiny", stem, ""): stem for stem in expected}
-    crash = next(p for p in ids[:3] if expected[stems[p]] == "ok")
+    crash = ids[1]  # the middle pair of the first attempt's single 3-pair block
     marker = root / "crash.marker"
-    base = [str(root / "cohort"), "--out", out, "--cohort-name", "tiny", "--run-id", "r1", "--workers", "2", "-q"]
+    base = [str(root / "cohort"), "--out", out, "--cohort-name", "tiny", "--run-id", "r1", "-q"]
     crash_args = ["--inject-crash", crash, "--crash-marker", str(marker)]
-    codes = [main(base + ["--limit", "3"] + crash_args)]
-    summaries = [json.loads(Path(out, "runs/cohort=tiny/run=r1/summary.json").read_text())]
-    for _ in range(2):
-        codes.append(main(base + crash_args))
-        summaries.append(json.loads(Path(out, "runs/cohort=tiny/run=r1/summary.json").read_text()))
-    return {"root": root, "out": out, "expected": expected, "stems": stems, "crash": crash, "marker": marker, "codes": codes, "summaries": summaries}
+    summary_file = Path(out, "runs/cohort=tiny/run=r1/summary.json")
+    codes = [main(base + ["--limit", "3", "--workers", "1", "--pairs-per-block", "3"] + crash_args)]
+    summaries = [json.loads(summary_file.read_text())]
+    first_rows = _rows(out, "tiny", "r1")
+    codes.append(main(base + ["--workers", "2"] + crash_args))
+    summaries.append(json.loads(summary_file.read_text()))
+    blob = read_image(root / "cohort/PET/good0.png")
+    write_image(root / "cohort/PET/nopet.png", blob)  # the missing PET turns up: the retry must succeed
+    expected_before = dict(expected)
+    expected["nopet"] = "ok"
+    codes.append(main(base + ["--workers", "2"] + crash_args))
+    summaries.append(json.loads(summary_file.read_text()))
+    return {
+        "root": root, "out": out, "expected": expected, "expected_before": expected_before, "stems": stems, "ids": ids, "crash": crash,
+        "marker": marker, "codes": codes, "summaries": summaries, "first_rows": first_rows,
+    }
 
 
 def test_every_pair_once_with_status(local_job):
@@ -71,18 +83,35 @@ def test_every_pair_once_with_status(local_job):
 
 
 def test_injected_crash_was_retried(local_job):
+    """The worker died in the middle of a 3-pair block; after that attempt each pair has exactly one row."""
     assert local_job["marker"].is_file()  # the worker really died once on this pair
-    rows = {r["pair_id"]: r for r in _rows(local_job["out"], "tiny", "r1")}
-    assert rows[local_job["crash"]]["status"] == "ok"
+    assert "crashed on " + local_job["crash"] in local_job["marker"].read_text()
+    first = local_job["first_rows"]
+    assert sorted(r["pair_id"] for r in first) == sorted(local_job["ids"][:3])
+    want = local_job["expected_before"][local_job["stems"][local_job["crash"]]]
+    row = next(r for r in first if r["pair_id"] == local_job["crash"])
+    assert row["status"] == ("ok" if want == "ok" else "error")
 
 
-def test_resume_skips_written_pairs(local_job):
+def test_resume_skips_ok_pairs_and_retries_errors(local_job):
     first, second, third = local_job["summaries"]
+    before = local_job["expected_before"]
+    ok_first = sum(before[local_job["stems"][p]] == "ok" for p in local_job["ids"][:3])
+    err_first = 3 - ok_first
     assert (first["rows"], first["processed_this_attempt"], first["skipped_already_done"]) == (3, 3, 0)
-    assert (second["rows"], second["processed_this_attempt"], second["skipped_already_done"]) == (7, 4, 3)
-    assert (third["rows"], third["unique_pairs"], third["processed_this_attempt"], third["skipped_already_done"]) == (7, 7, 0, 7)
-    assert (third["ok"], third["error"]) == (4, 3)
+    assert (second["rows"], second["unique_pairs"], second["processed_this_attempt"], second["skipped_already_done"], second["retried_errors"]) == (8, 8, 8 - ok_first, ok_first, err_first)
+    assert (second["ok"], second["error"]) == (5, 3)
+    # third attempt: the three error pairs are retried (nopet now succeeds), the five ok pairs skipped
+    assert (third["rows"], third["unique_pairs"], third["processed_this_attempt"], third["skipped_already_done"], third["retried_errors"]) == (8, 8, 3, 5, 3)
+    assert (third["ok"], third["error"]) == (6, 2)
     assert existing_pair_ids(str(Path(local_job["out"], "metrics/cohort=tiny/run=r1")), None) == set(local_job["stems"])
+    assert third["salt_is_default"] is True
+
+
+def test_metric_files_are_published_from_staging(local_job):
+    metrics = Path(local_job["out"], "metrics/cohort=tiny/run=r1")
+    assert list(metrics.glob("*.parquet"))
+    assert not (metrics / "_staging").exists() or not any((metrics / "_staging").rglob("*.parquet"))
 
 
 def test_outputs_and_metrics_match_the_written_images(local_job):
@@ -111,14 +140,34 @@ def test_rows_hold_no_raw_identifiers(local_job):
         assert "good" not in text and "nopet" not in text and "corrupt" not in text.replace("Corrupt", "")
 
 
+def _assert_no_raw_names(out: Path, needles: list[str]) -> None:
+    """No file under ``out`` (any format, raw bytes) contains any of ``needles``."""
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files
+    for f in files:
+        data = f.read_bytes()
+        for n in needles:
+            assert n.encode() not in data, f"{n!r} found in {f.relative_to(out)}"
+
+
+def test_no_file_under_out_holds_raw_names(local_job):
+    """Work tables (pairs.parquet, attempts) and every other output are free of input names and locations."""
+    out = Path(local_job["out"])
+    assert (out / "runs/cohort=tiny/run=r1/pairs.parquet").is_file() and list((out / "runs/cohort=tiny/run=r1/attempts").glob("*.parquet"))
+    needles = [str(local_job["root"] / "cohort"), "good0", "good1", "good2", "good3", "nopet", "mismatch", "degraded", "/MR/", "/PET/"]
+    _assert_no_raw_names(out, needles)
+
+
 def test_qa_report_local(local_job):
     rep = qa_report(local_job["out"], run="r1", metric="ssim", worst=2)
-    assert {(c["status"], c["n"]) for c in rep.counts} == {("ok", 4), ("error", 3)}
-    assert len(rep.worst) == 2 and len(rep.failed) == 3
+    assert {(c["status"], c["n"]) for c in rep.counts} == {("ok", 6), ("error", 2)}
+    assert len(rep.worst) == 2 and len(rep.failed) == 2
+    assert local_job["stems"][rep.worst[0]["pair_id"]] == "degraded"  # the planted noise-MR pair is the worst
     ssim_rows = sorted(r["SSIM"] for r in _rows(local_job["out"], "tiny", "r1") if r["status"] == "ok")
     assert rep.worst[0]["value"] == pytest.approx(ssim_rows[0], abs=1e-12)
+    assert ssim_rows[1] - ssim_rows[0] > 0.02
     dist = next(d for d in rep.distributions if d["metric"] == "SSIM")
-    assert dist["n"] == 4 and dist["mean"] == pytest.approx(float(np.mean(ssim_rows)), rel=1e-9, abs=1e-12)
+    assert dist["n"] == 6 and dist["mean"] == pytest.approx(float(np.mean(ssim_rows)), rel=1e-9, abs=1e-12)
     for fmt in ("table", "csv", "json"):
         assert "failed" in format_report(rep, fmt)
 
@@ -183,10 +232,47 @@ def test_unreadable_metrics_file_is_set_aside(tmp_path):
 
     root = tmp_path / "metrics/cohort=c/run=r"
     root.mkdir(parents=True)
-    pq.write_table(pa.table({"pair_id": ["a", "b"]}), root / "good.parquet")
+    pq.write_table(pa.table({"pair_id": ["a", "b"], "status": ["ok", "error"]}), root / "good.parquet")
     (root / "torn.parquet").write_bytes(b"PAR1 truncated")
     assert existing_pair_ids(str(root), None) == {"a", "b"}
     assert sorted(p.name for p in root.iterdir()) == [".corrupt-torn.parquet", "good.parquet"]
+
+
+def test_supersede_rows_removes_only_retried_error_rows(tmp_path):
+    import pyarrow as pa
+
+    from jobs.fuse_cohort import existing_pair_status, supersede_rows
+
+    root = tmp_path / "m"
+    root.mkdir()
+    pq.write_table(pa.table({"pair_id": ["a", "b", "c"], "status": ["ok", "error", "error"], "SSIM": [1.0, None, None]}), root / "one.parquet")
+    pq.write_table(pa.table({"pair_id": ["d"], "status": ["error"], "SSIM": [None]}), root / "two.parquet")
+    assert existing_pair_status(str(root), None) == {"a": "ok", "b": "error", "c": "error", "d": "error"}
+    # "a" is ok: never removed even when asked; "c" is not retried this time: kept
+    assert supersede_rows(str(root), {"a", "b", "d"}, None) == 2
+    assert sorted(p.name for p in root.iterdir()) == ["one.parquet"]  # two.parquet had nothing left
+    assert pq.read_table(root / "one.parquet").to_pydict() == {"pair_id": ["a", "c"], "status": ["ok", "error"], "SSIM": [1.0, None]}
+    assert supersede_rows(str(root), set(), None) == 0
+
+
+def test_publish_staged_moves_whole_files(tmp_path):
+    import pyarrow as pa
+
+    from jobs.fuse_cohort import publish_staged
+    from mdafuse.qa import open_metrics
+
+    final = tmp_path / "metrics/cohort=c/run=r"
+    staging = final / "_staging/att1"
+    staging.mkdir(parents=True)
+    pq.write_table(pa.table({"pair_id": ["a"], "status": ["ok"], "SSIM": [0.5]}), staging / "x.parquet")
+    # while staged, readers see nothing: the hidden folder is skipped
+    assert storage.list_files(str(final), ".parquet") == []
+    moved = publish_staged(str(staging), str(final), None)
+    assert moved == [str(final / "x.parquet")]
+    assert not staging.exists()
+    assert open_metrics(str(tmp_path)).to_table().column("pair_id").to_pylist() == ["a"]
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        storage.move(str(staging / "gone.parquet"), str(final / "gone.parquet"))
 
 
 class _FakeRay:
@@ -210,3 +296,56 @@ def test_worker_count_from_cluster():
         _plan_workers(_FakeRay({"CPU": 8.0}), 10, parse(["--num-gpus-per-worker", "1"]))
     with pytest.raises(ValueError, match="--workers must be >= 1"):
         _plan_workers(_FakeRay({"CPU": 8.0}), 10, parse(["--workers", "0"]))
+
+
+def test_dicom_cohort_with_corrupt_slice(ray_local, tmp_path):
+    """Local Ray run over DICOM volume pairs: a truncated PET slice gives one error row, the good pair is ok,
+    and no file under OUT holds subject names, input locations or series UIDs."""
+    import csv
+
+    import pydicom
+
+    from mdafuse.io.demo_cohort import write_demo_cohort
+
+    write_demo_cohort(tmp_path / "in", 2, 1, 0)
+    with open(tmp_path / "in/manifest.csv", newline="") as f:
+        manifest = list(csv.DictReader(f))
+    bad = manifest[1]
+    pet_dir = (tmp_path / "in" / bad["pet"]).resolve()
+    victim = sorted(pet_dir.iterdir())[5]
+    victim.write_bytes(victim.read_bytes()[:400])
+    uids = set()
+    for m in manifest:
+        for key in ("mr", "pet"):
+            first = next(p for p in sorted((tmp_path / "in" / m[key]).resolve().iterdir()) if p != victim)
+            ds = pydicom.dcmread(first, stop_before_pixels=True)
+            uids.update({str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID), str(ds.PatientID)})
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "in/manifest.csv"), "--out", str(out), "--run-id", "d1", "--workers", "1", "--slice-images", "none", "-q"]) == 0
+    rows = {r["subject_id"]: r for r in _rows(str(out), "manifest", "d1")}
+    assert len(rows) == 2
+    statuses = sorted(r["status"] for r in rows.values())
+    assert statuses == ["error", "ok"]
+    err = next(r for r in rows.values() if r["status"] == "error")
+    assert "DicomSeriesError" in err["error"] and "<uid:" in err["error"]  # the UID named in the reason is scrubbed
+    ok = next(r for r in rows.values() if r["status"] == "ok")
+    assert (out / "images/cohort=manifest/run=d1" / ok["pair_id"] / "enhanced.nii.gz").is_file()
+    needles = [str(tmp_path / "in"), *uids, *(m["subject"] for m in manifest)]
+    _assert_no_raw_names(out, needles)
+
+
+def test_salt_warning(monkeypatch, caplog):
+    from jobs.fuse_cohort import salt_is_default
+
+    monkeypatch.delenv("MDAFUSE_PSEUDONYM_SALT", raising=False)
+    with caplog.at_level("WARNING", logger="jobs.fuse_cohort"):
+        assert salt_is_default(demo=True) is True
+    assert not caplog.records  # the synthetic demo needs no secret
+    with caplog.at_level("WARNING", logger="jobs.fuse_cohort"):
+        assert salt_is_default(demo=False) is True
+    assert any("MDAFUSE_PSEUDONYM_SALT is not set" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    monkeypatch.setenv("MDAFUSE_PSEUDONYM_SALT", "s3cret")
+    with caplog.at_level("WARNING", logger="jobs.fuse_cohort"):
+        assert salt_is_default(demo=False) is False
+    assert not caplog.records

@@ -64,6 +64,10 @@ def test_volume_pair_outputs(volume_result):
     folder = Path(cfg.images_root) / pair["pair_id"]
     fused = read_nifti(folder / "fused.nii.gz")
     assert fused.data.shape == (16, 128, 128, 3)
+    enhanced = read_nifti(folder / "enhanced.nii.gz")
+    assert enhanced.data.shape == (16, 128, 128, 3)
+    assert np.allclose(enhanced.affine, fused.affine, atol=1e-6, rtol=0)
+    assert 0.0 <= float(enhanced.data.min()) and float(enhanced.data.max()) <= 1.0
     pngs = sorted(p.name for p in folder.glob("fused_*.png"))
     assert len(pngs) == row["n_scored"] and len(list(folder.glob("enhanced_*.png"))) == row["n_scored"]
     assert json.loads((folder / "done.json").read_text())["pair_id"] == pair["pair_id"]
@@ -142,3 +146,66 @@ def test_config_validation_and_crash_hook(monkeypatch):
     monkeypatch.setenv("MDAFUSE_INJECT_CRASH", "abc")
     with pytest.raises(ValueError, match="pair_id"):
         crash_hook_from_env()
+
+
+def _png_pair(tmp_path):
+    from tests.jobs.cohorts import make_png_cohort
+
+    make_png_cohort(tmp_path / "c", n_good=1)
+    return build_pair_table(tmp_path / "c", "png").table.to_pylist()
+
+
+def test_done_record_storage_errors_do_not_escape(volume_result, tmp_path, monkeypatch):
+    """A failing done.json read recomputes; a failing write leaves an ok row with a warning; nothing raises."""
+    import jobs.common as common
+
+    pair = next(p for p in _png_pair(tmp_path) if p["pet"] and "good0" in p["pet"])
+    proc = PairProcessor(JobConfig(out=str(tmp_path / "out"), cohort="png", run_id="s"), fuser=volume_result["fuser"])
+    real_write, real_read = common.storage.write_bytes, common.storage.read_bytes
+
+    def failing_write(uri, data, endpoint=None):
+        if str(uri).endswith("done.json"):
+            raise OSError(f"S3 PUT failed for {pair['mr']}")
+        return real_write(uri, data, endpoint)
+
+    def failing_read(uri, endpoint=None):
+        if str(uri).endswith("done.json"):
+            raise RuntimeError("connection reset")
+        return real_read(uri, endpoint)
+
+    monkeypatch.setattr(common.storage, "write_bytes", failing_write)
+    row = proc.process(pair)
+    assert row["status"] == "ok", row["error"]
+    assert "done record not written (OSError: S3 PUT failed for <mr>)" in row["warnings"]
+    monkeypatch.setattr(common.storage, "write_bytes", real_write)
+    monkeypatch.setattr(common.storage, "read_bytes", failing_read)
+    calls = volume_result["fuser"].calls
+    again = proc.process(pair)
+    assert again["status"] == "ok" and volume_result["fuser"].calls == calls + 1  # recomputed, not raised
+
+
+def test_error_done_records_are_not_reused(volume_result, tmp_path):
+    """A pair whose earlier attempt failed is recomputed (and can now succeed); ok records are reused."""
+    pair = next(p for p in _png_pair(tmp_path) if "good0" in p["mr"])
+    proc = PairProcessor(JobConfig(out=str(tmp_path / "out"), cohort="png", run_id="e"), fuser=volume_result["fuser"])
+    failed = proc.process({**pair, "pet": ""})
+    assert failed["status"] == "error"
+    calls = volume_result["fuser"].calls
+    ok = proc.process(pair)
+    assert ok["status"] == "ok" and volume_result["fuser"].calls == calls + 1
+    assert proc.process(pair)["finished_at"] == ok["finished_at"] and volume_result["fuser"].calls == calls + 1
+
+
+def test_scrub_locations_pseudonymises_uids():
+    from jobs.common import scrub_locations
+    from mdafuse.io.volume import pseudonym
+
+    series = "1.2.826.0.1.3680043.8.498.12345678901234567890"
+    other = "1.3.6.1.4.1.9590.100.1.2.999"
+    pair = {"mr": "/data/DOE_JOHN/MR", "pet": "", "mr_series_uid": series, "pet_series_uid": ""}
+    msg = scrub_locations(f"series {series} in /data/DOE_JOHN/MR/x.dcm; study {other}; version 2.60.0, value 1.5", pair, "/tmp/w")
+    assert series not in msg and other not in msg and "DOE_JOHN" not in msg
+    assert f"<uid:{pseudonym('uid|' + series, length=8)}>" in msg
+    assert f"<uid:{pseudonym('uid|' + other, length=8)}>" in msg
+    assert "<mr>/x.dcm" in msg and "version 2.60.0, value 1.5" in msg
+    assert scrub_locations(msg, pair, "/tmp/w") == msg  # idempotent

@@ -6,6 +6,7 @@ import csv
 import json
 
 import pyarrow as pa
+import pytest
 import pyarrow.parquet as pq
 
 from jobs.track_lesions import main, subject_table
@@ -20,6 +21,14 @@ def test_track_job(ray_local, tmp_path):
     with open(cohort / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     rows.append({**rows[0], "subject": "lonely", "session": "ses-01"})  # one time point only
+    # follow-up PET without PatientWeight: not convertible to SUV, tracked in Bq/ml with a warning
+    import pydicom
+
+    follow = next(r for r in rows if r["session"] != rows[0]["session"])
+    for f in sorted((cohort / follow["pet"]).resolve().iterdir()):
+        ds = pydicom.dcmread(f)
+        del ds.PatientWeight
+        ds.save_as(f)
     with open(cohort / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -40,13 +49,68 @@ def test_track_job(ray_local, tmp_path):
     ok = by_status["ok"]
     assert {r["timepoint"] for r in ok} == {0, 1} and all(r["track_id"] >= 1 for r in ok)
     assert all(r["size_unit"] and r["n_timepoints"] == 2 for r in ok)
+    assert table.schema.field("warnings").type == pa.string()
+    assert all(f"{follow['session']}: " in r["warnings"] and "PET not in SUV (units BQML)" in r["warnings"] for r in ok)
+    assert all(not r["warnings"].startswith(rows[0]["session"] + ":") for r in ok)  # the baseline is in SUV
+    needles = [str(cohort), "lonely", *(r["subject"] for r in rows), "PT/", "MR/"]
+    for f in (p for p in out.rglob("*") if p.is_file()):
+        data = f.read_bytes()
+        assert not any(n.encode() in data for n in needles), f.relative_to(out)
+    assert not list((out / "lesions/cohort=t/run=r").glob("_staging/*/*.parquet"))
     subject = ok[0]["subject"]
     assert len(subject) == 16 and "sub-" not in subject  # pseudonymous key
     assert (out / "tracking/cohort=t/run=r" / subject / "tracking.png").is_file()
     first = json.loads((out / "runs/cohort=t/run=r/tracking-summary.json").read_text())
     assert (first["ok"], first["error"], first["processed_this_attempt"]) == (1, 1, 2)
+    assert first["salt_is_default"] is True
 
     assert main(args) == 0  # resume: nothing left to do
     again = json.loads((out / "runs/cohort=t/run=r/tracking-summary.json").read_text())
     assert (again["skipped_already_done"], again["processed_this_attempt"], again["subjects_written"]) == (2, 0, 2)
     assert sum(pq.read_table(f).num_rows for f in (out / "lesions/cohort=t/run=r").glob("*.parquet")) == table.num_rows
+
+
+def test_subject_table_natural_session_order():
+    """12 sessions tp1..tp12 given shuffled: text order would put tp10 before tp2."""
+    from jobs.track_lesions import natural_key
+
+    sessions = [f"tp{i}" for i in range(1, 13)]
+    shuffled = [sessions[i] for i in (9, 1, 11, 0, 4, 10, 2, 7, 3, 8, 5, 6)]
+    pairs = pa.Table.from_pylist(
+        [{"pair_id": f"p{s}", "subject_id": "subj", "session": s, "kind": "volume", "mr": "", "pet": "", "mr_series_uid": "", "pet_series_uid": "", "label": ""} for s in shuffled]
+    )
+    tps = json.loads(subject_table(pairs).column("timepoints")[0].as_py())
+    assert [t["session"] for t in tps] == sessions
+    assert sorted(["ses-10", "ses-9", "ses-1"], key=natural_key) == ["ses-1", "ses-9", "ses-10"]
+    assert sorted(["b", "a2", "a10", "A3"], key=natural_key) == ["a2", "A3", "a10", "b"]
+
+
+def test_track_command_cohort_mode(tmp_path, monkeypatch):
+    """``mdafuse track COHORT --out URI`` starts ``python -m jobs.track_lesions`` as a child process."""
+    import subprocess
+    import sys
+
+    from mdafuse.cli import build_parser as cli_parser
+    from mdafuse.commands import track as track_cmd
+
+    (tmp_path / "subj/t0").mkdir(parents=True)
+    (tmp_path / "subj/t0/mr.png").write_bytes(b"")
+    (tmp_path / "tree/a").mkdir(parents=True)
+    (tmp_path / "withmanifest").mkdir()
+    (tmp_path / "withmanifest/manifest.csv").write_text("subject,session,mr,pet\n")
+    assert track_cmd.is_cohort(str(tmp_path / "m.csv")) and track_cmd.is_cohort("s3://b/m.parquet")
+    assert track_cmd.is_cohort(str(tmp_path / "tree")) and track_cmd.is_cohort(str(tmp_path / "withmanifest"))
+    assert not track_cmd.is_cohort(str(tmp_path / "subj"))
+    assert track_cmd.is_cohort(str(tmp_path / "subj"), force=True)
+
+    calls = []
+    monkeypatch.setattr(track_cmd.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    args = cli_parser().parse_args(["track", "m.csv", "--out", "s3://b/o", "--run-id", "r1", "--workers", "2", "--no-fuse"])
+    assert args.func(args) == 0
+    assert calls == [[sys.executable, "-m", "jobs.track_lesions", "m.csv", "--out", "s3://b/o", "--run-id", "r1", "--workers", "2", "--no-fuse"]]
+    args = cli_parser().parse_args(["track", str(tmp_path / "subj"), "--out", str(tmp_path / "o"), "--run-id", "r1"])
+    with pytest.raises(ValueError, match="apply to a COHORT only"):
+        args.func(args)
+    # the library never imports jobs/
+    code = "import sys, mdafuse.cli, mdafuse.commands.track, mdafuse.commands.run; sys.exit(any(m == 'jobs' or m.startswith('jobs.') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path)).returncode == 0

@@ -7,10 +7,12 @@ import torch
 
 from mdafuse.model.blocks import (
     AdaptiveAffine,
+    BlendHead,
     CoarseFeatureModule,
     ConvBNReLU,
     Decoder,
     DepthwiseSeparable,
+    DirectHead,
     FineFeatureModule,
     InvertedResidual,
     MultiScaleFeatureModule,
@@ -35,8 +37,24 @@ def test_small_blocks_shapes():
     assert DepthwiseSeparable(8, 16, stride=2)(x).shape == (2, 16, 17, 18)
     assert InvertedResidual(8, 2)(x).shape == x.shape
     assert PyramidPooling(8)(x).shape == x.shape
-    out = Decoder(8, (6, 4))(x)
-    assert out.shape == (2, 1, 33, 35) and out.min() >= 0 and out.max() <= 1
+    assert Decoder(8, (6, 4))(x).shape == (2, 1, 33, 35)
+    assert Decoder(8, (6, 4), out_channels=2)(x).shape == (2, 2, 33, 35)
+
+
+def test_heads_map_to_the_image_range_and_blend_exactly():
+    logits = torch.randn(2, 1, 5, 6) * 10
+    out = DirectHead()(logits, None, None)
+    assert out.min() >= 0 and out.max() <= 1
+    mr, fn = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
+    head = BlendHead(residual_scale=0.2).eval()
+    # weight logit +inf selects MR, -inf selects the functional image; zero residual logit adds nothing
+    pick_mr = torch.cat([torch.full((1, 1, 4, 4), 50.0), torch.zeros(1, 1, 4, 4)], 1)
+    torch.testing.assert_close(head(pick_mr, mr, fn), mr)
+    torch.testing.assert_close(head(-pick_mr, mr, fn), fn)
+    half = torch.zeros(1, 2, 4, 4)
+    torch.testing.assert_close(head(half, mr, fn), (mr + fn) / 2)
+    big = torch.cat([torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 50.0)], 1)
+    torch.testing.assert_close(head(big, mr, fn), ((mr + fn) / 2 + 0.2).clamp(0, 1))
 
 
 def test_coarse_module_uses_large_kernels_and_fine_small():
@@ -72,6 +90,8 @@ def test_affine_is_identity_at_init_and_per_channel():
 def test_config_validation_and_json():
     with pytest.raises(ValueError, match="odd kernel"):
         MdAFuseConfig(cfm_kernel=6)
+    with pytest.raises(ValueError, match="head must be one of"):
+        MdAFuseConfig(head="sum")
     with pytest.raises(ValueError, match="ffm_channels"):
         MdAFuseConfig(ffm_channels=())
     cfg = MdAFuseConfig(features=8, ffm_channels=(8, 16))
