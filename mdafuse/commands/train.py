@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "writes inference weights plus a model card with held-out validation figures.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="folder for checkpoints and loss history")
-    p.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
+    p.add_argument("--steps", type=int, default=1200, help="optimiser steps (default 1200)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--patch", type=int, default=64, help="square patch size in pixels")
     p.add_argument("--lr", type=float, default=2e-3)

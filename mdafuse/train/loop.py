@@ -30,7 +30,7 @@ class TrainConfig:
     datasets: tuple[str, ...] = ("MR-PET", "MR-SPECT")
     data_root: str | None = None
     limit_pairs: int | None = None
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 8
     patch: int = 64
     lr: float = 2e-3

@@ -12,7 +12,7 @@ __all__ = ["LossWeights", "ssim_map", "sobel_magnitude", "pearson", "fusion_loss
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the loss terms.
+    """Weights of the loss terms (defaults: the shipped model's recipe; see benchmarks/results/loss_study.md).
 
     Attributes:
         ssim_mr: weight of ``1 - SSIM(F, MR)`` (keeps MR anatomy).
@@ -25,12 +25,12 @@ class LossWeights:
             minimum is the plain average, so keep it small next to the other terms).
     """
 
-    ssim_mr: float = 1.0
-    ssim_functional: float = 1.0
+    ssim_mr: float = 6.0
+    ssim_functional: float = 6.0
     intensity: float = 10.0
     gradient: float = 10.0
-    correlation: float = 0.0
-    fidelity: float = 0.0
+    correlation: float = 4.0
+    fidelity: float = 8.0
 
 
 def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

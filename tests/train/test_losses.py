@@ -39,8 +39,8 @@ def test_intensity_and_gradient_terms_vanish_for_max_when_sources_do_not_overlap
 def test_weights_scale_total():
     g = torch.Generator().manual_seed(1)
     a, b, f = (torch.rand(1, 1, 16, 16, generator=g) for _ in range(3))
-    _, t = fusion_loss(f, a, b, LossWeights(1, 1, 1, 1))
-    total, _ = fusion_loss(f, a, b, LossWeights(2, 0, 3, 0))
+    _, t = fusion_loss(f, a, b, LossWeights(1, 1, 1, 1, 0, 0))
+    total, _ = fusion_loss(f, a, b, LossWeights(2, 0, 3, 0, 0, 0))
     assert float(total) == pytest.approx(2 * t["ssim_mr"] + 3 * t["intensity"], rel=1e-5)
 
 
@@ -56,3 +56,14 @@ def test_pearson_matches_numpy_and_is_scale_invariant():
     torch.testing.assert_close(pearson(3 * a + 1, b), pearson(a, b), atol=1e-5, rtol=0)
     _, terms = fusion_loss(a, a, a, LossWeights(correlation=1.0))
     assert terms["correlation"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_fidelity_term_is_mean_of_the_two_mse():
+    g = torch.Generator().manual_seed(3)
+    a, b, f = (torch.rand(1, 1, 12, 12, generator=g) for _ in range(3))
+    _, terms = fusion_loss(f, a, b, LossWeights())
+    expected = 0.5 * (((f - a) ** 2).mean() + ((f - b) ** 2).mean())
+    assert terms["fidelity"] == pytest.approx(float(expected), rel=1e-5)
+    # the plain average minimises it: any other image scores higher
+    _, at_mean = fusion_loss((a + b) / 2, a, b, LossWeights())
+    assert at_mean["fidelity"] < terms["fidelity"]
