@@ -127,8 +127,9 @@ def test_outputs_and_metrics_match_the_written_images(local_job):
         fused = read_image(folder / "fused_000.png")
         assert fused.shape == (48, 48, 3) and read_image(folder / "enhanced_000.png").shape == (48, 48, 3)
         mr, pet = read_pair(root / "cohort/MR" / f"{stem}.png", root / "cohort/PET" / f"{stem}.png")
-        # the row scores the float image; the PNG is its 8-bit rounding, so luminance moves by < 1/255
-        assert abs(rows[pid]["EN"] - en(mr, pet, fused)) < 0.02
+        # The row scores the float image; the PNG is its 8-bit rounding, so luminance moves by < 1/255,
+        # which on 48x48 = 2304 pixels moves some pixels across histogram bins: a few hundredths of a bit.
+        assert abs(rows[pid]["EN"] - en(mr, pet, fused)) < 0.05
         assert abs(rows[pid]["SD"] - sd(mr, pet, fused)) < 0.5
     names = [str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()]
     assert not any(".tmp-" in n for n in names)  # atomic writes leave no temporaries
