@@ -257,6 +257,29 @@ def _forward_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def stream_through_actors(ray, todo: pa.Table, udf: type, cfg, args: argparse.Namespace, workers: int, per_block: int, root: str, attempt: str) -> None:
+    """Stream ``todo`` through an actor pool of ``udf`` and publish its rows under ``root``.
+
+    The work table holds input locations, so it goes to Ray's object store, never to OUT. Rows are
+    written to a hidden staging prefix first and moved into place once the write has finished.
+    """
+    staging = storage.join(root, STAGING, attempt)
+    fs, staging_path = storage.filesystem(staging, cfg.endpoint)
+    ds = ray.data.from_arrow(todo).repartition(target_num_rows_per_block=per_block)
+    ds = ds.map_batches(
+        udf,
+        fn_constructor_kwargs={"config": cfg},
+        batch_size=1,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
+        num_cpus=args.cpus_per_worker,
+        num_gpus=args.num_gpus_per_worker,
+        runtime_env={"env_vars": _forward_env(args)},
+    )
+    ds.write_parquet(staging_path, filesystem=fs)
+    publish_staged(staging, root, cfg.endpoint)
+
+
 def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
@@ -377,23 +400,7 @@ def run(args: argparse.Namespace) -> dict:
         ray = _init_ray(args)
         workers = _plan_workers(ray, todo.num_rows, args)
         per_block = args.pairs_per_block or max(1, min(64, math.ceil(todo.num_rows / (4 * workers))))
-        staging = storage.join(cfg.metrics_root, STAGING, attempt)
-        fs, staging_path = storage.filesystem(staging, cfg.endpoint)
-        # the work table (with input locations) goes to the object store, never to OUT
-        ds = ray.data.from_arrow(todo)
-        ds = ds.repartition(target_num_rows_per_block=per_block)
-        ds = ds.map_batches(
-            FusePairs,
-            fn_constructor_kwargs={"config": cfg},
-            batch_size=1,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
-            num_cpus=args.cpus_per_worker,
-            num_gpus=args.num_gpus_per_worker,
-            runtime_env={"env_vars": _forward_env(args)},
-        )
-        ds.write_parquet(staging_path, filesystem=fs)
-        publish_staged(staging, cfg.metrics_root, cfg.endpoint)
+        stream_through_actors(ray, todo, FusePairs, cfg, args, workers, per_block, cfg.metrics_root, attempt)
     wall = time.perf_counter() - t0
     summary = run_summary(cfg, pairs.num_rows, n_skipped, todo.num_rows, wall, workers, default_salt, n_retried)
     storage.write_bytes(storage.join(cfg.run_root, "summary.json"), json.dumps(summary, indent=2).encode(), cfg.endpoint)

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.common import limit_threads, read_volume, scrub_locations
-from jobs.fuse_cohort import DEMO_OUT, STAGING, _cohort_name, _default_run_id, _forward_env, _init_ray, _write_parquet, publish_staged, salt_is_default, worker_threads
+from jobs.fuse_cohort import DEMO_OUT, _cohort_name, _default_run_id, _init_ray, _write_parquet, salt_is_default, stream_through_actors, worker_threads
 from mdafuse import storage
 from mdafuse.cohort import VOLUME_KIND, build_pair_table
 
@@ -278,22 +278,7 @@ def run(args: argparse.Namespace) -> dict:
         else:
             workers = max(1, int(max(0.0, res.get("CPU", 1) - 1) // args.cpus_per_worker))
         workers = max(1, min(workers, todo.num_rows))
-        staging = storage.join(cfg.table_root, STAGING, attempt)
-        fs, staging_path = storage.filesystem(staging, cfg.endpoint)
-        # the work table holds input locations: it goes to Ray's object store, never to OUT
-        ds = ray.data.from_arrow(todo).repartition(target_num_rows_per_block=1)
-        ds = ds.map_batches(
-            TrackSubjects,
-            fn_constructor_kwargs={"config": cfg},
-            batch_size=1,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers),
-            num_cpus=args.cpus_per_worker,
-            num_gpus=args.num_gpus_per_worker,
-            runtime_env={"env_vars": _forward_env(args)},
-        )
-        ds.write_parquet(staging_path, filesystem=fs)
-        publish_staged(staging, cfg.table_root, cfg.endpoint)
+        stream_through_actors(ray, todo, TrackSubjects, cfg, args, workers, 1, cfg.table_root, attempt)
     wall = time.perf_counter() - t0
     statuses: dict[str, str] = {}
     for f in storage.list_files(cfg.table_root, ".parquet", cfg.endpoint):

@@ -103,7 +103,6 @@ def qa_report(
     if worst < 0:
         raise ValueError(f"worst must be >= 0; got {worst}")
     dataset = open_metrics(uri, endpoint)
-    names = dataset.schema.names
     metric_cols = _metric_columns(dataset.schema)
     lookup = {m.lower(): m for m in metric_cols}
     if metric.lower() not in lookup:
