@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from mdafuse.baselines import BASELINES, fuse_color
 from mdafuse.data import split_pairs
+from mdafuse.evaluation.benchmark import MDAFUSE, best_methods
 from mdafuse.fusion.color import luminance
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
@@ -30,10 +31,6 @@ def score(pairs, fuse) -> dict[str, float]:
         mr, fn = read_pair(p.mr, p.functional)
         rows.append(compute_all(mr, luminance(fn), luminance(fuse(mr, fn)), names=SEED_METRICS))
     return {k: float(np.mean([r[k] for r in rows])) for k in SEED_METRICS}
-
-
-def goodness(value: float, better: str) -> float:
-    return {"higher": value, "lower": -value, "abs_lower": -abs(value)}[better]
 
 
 def main() -> None:
@@ -58,14 +55,13 @@ def main() -> None:
             s = score(pairs, fuser.fuse)
             wins, worst = [], []
             for k in SEED_METRICS:
-                b = METRICS[k].better
-                others = [goodness(base[m][k], b) for m in BASELINES]
-                g = goodness(s[k], b)
-                if g > max(others):
+                means = {MDAFUSE: s[k], **{m: base[m][k] for m in BASELINES}}
+                # a win (or a worst place) must be MdAFuse's alone, not shared with a baseline
+                if best_methods(means, METRICS[k].better) == [MDAFUSE]:
                     wins.append(k)
-                if g < min(others):
+                if best_methods(means, METRICS[k].better, worst=True) == [MDAFUSE]:
                     worst.append(k)
-            best_base = {k: max(BASELINES, key=lambda m: goodness(base[m][k], METRICS[k].better)) for k in SEED_METRICS}
+            best_base = {k: best_methods({m: base[m][k] for m in BASELINES}, METRICS[k].better)[0] for k in SEED_METRICS}
             print(f"{ds} {w}: best on {len(wins)}/9 {wins}; worst on {worst}")
             print("   " + "  ".join(f"{k}={s[k]:.3f}(best {best_base[k]} {base[best_base[k]][k]:.3f})" for k in SEED_METRICS))
 

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -111,21 +112,39 @@ def _cohort_name(source: str | None) -> str:
     return clean
 
 
+def read_result_tables(root: str, columns: list[str], endpoint: str | None) -> Iterator[pa.Table]:
+    """The given columns of every Parquet file under ``root``, one table per readable file.
+
+    Unreadable local files (interrupted writes) are set aside as ``.corrupt-*`` so that their rows
+    are redone by the run that reads them.
+    """
+    for uri in storage.list_files(root, ".parquet", endpoint):
+        try:
+            yield pq.read_table(io.BytesIO(storage.read_bytes(uri, endpoint)), columns=columns)
+        except (OSError, pa.ArrowInvalid) as exc:
+            log.warning("%s: unreadable results file (%s); its rows will be redone", uri, exc)
+            if not storage.is_s3(uri):
+                os.replace(uri, os.path.join(os.path.dirname(uri), f".corrupt-{os.path.basename(uri)}"))
+
+
+def resolve_out(args: argparse.Namespace) -> str:
+    """The output URI: ``--out``, or the demo folder when no cohort is given; local paths made absolute."""
+    out = args.out or (DEMO_OUT if args.cohort is None else None)
+    if out is None:
+        raise ValueError("--out is required when COHORT is given (a folder or s3://bucket/prefix)")
+    if not storage.is_s3(out):
+        out = str(Path(out).resolve())
+    storage.ensure_bucket(out, args.s3_endpoint)
+    return out
+
+
 def existing_pair_status(metrics_root: str, endpoint: str | None) -> dict[str, str]:
     """pair_id -> status of the rows already in the run's metrics files ("ok" wins over "error").
 
     Unreadable local files (interrupted writes) are set aside as ``.corrupt-*`` and their pairs redone.
     """
     status: dict[str, str] = {}
-    for uri in storage.list_files(metrics_root, ".parquet", endpoint):
-        try:
-            data = storage.read_bytes(uri, endpoint)
-            t = pq.read_table(io.BytesIO(data), columns=["pair_id", "status"])
-        except (OSError, pa.ArrowInvalid) as exc:
-            log.warning("%s: unreadable metrics file (%s); its pairs will be redone", uri, exc)
-            if not storage.is_s3(uri):
-                os.replace(uri, os.path.join(os.path.dirname(uri), f".corrupt-{os.path.basename(uri)}"))
-            continue
+    for t in read_result_tables(metrics_root, ["pair_id", "status"], endpoint):
         for pid, st in zip(t.column("pair_id").to_pylist(), t.column("status").to_pylist()):
             if status.get(pid) != "ok":
                 status[pid] = st
@@ -358,12 +377,7 @@ def _make_demo(args: argparse.Namespace, out: str) -> str:
 def run(args: argparse.Namespace) -> dict:
     """Run the job for parsed ``args``; return the summary dictionary."""
     demo = args.cohort is None
-    out = args.out or (DEMO_OUT if demo else None)
-    if out is None:
-        raise ValueError("--out is required when COHORT is given (a folder or s3://bucket/prefix)")
-    if not storage.is_s3(out):
-        out = str(Path(out).resolve())
-    storage.ensure_bucket(out, args.s3_endpoint)
+    out = resolve_out(args)
     source = _make_demo(args, out) if demo else args.cohort
     cohort = args.cohort_name or _cohort_name(None if demo else source)
     run_id = args.run_id or ("demo" if demo else _default_run_id())

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.common import limit_threads, read_volume, scrub_locations
-from jobs.fuse_cohort import DEMO_OUT, _cohort_name, _default_run_id, _init_ray, _write_parquet, salt_is_default, stream_through_actors, worker_threads
+from jobs.fuse_cohort import DEMO_OUT, _cohort_name, read_result_tables, resolve_out, _default_run_id, _init_ray, _write_parquet, salt_is_default, stream_through_actors, worker_threads
 from mdafuse import storage
 from mdafuse.cohort import VOLUME_KIND, build_pair_table
 
@@ -223,24 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _done_subjects(table_root: str, endpoint: str | None) -> set[str]:
     done: set[str] = set()
-    for uri in storage.list_files(table_root, ".parquet", endpoint):
-        try:
-            done.update(pq.read_table(io.BytesIO(storage.read_bytes(uri, endpoint)), columns=["subject"]).column("subject").to_pylist())
-        except (OSError, pa.ArrowInvalid) as exc:
-            log.warning("%s: unreadable lesions file (%s); its subjects will be redone", uri, exc)
-            if not storage.is_s3(uri):
-                os.replace(uri, os.path.join(os.path.dirname(uri), f".corrupt-{os.path.basename(uri)}"))
+    for t in read_result_tables(table_root, ["subject"], endpoint):
+        done.update(t.column("subject").to_pylist())
     return done
 
 
 def run(args: argparse.Namespace) -> dict:
     demo = args.cohort is None
-    out = args.out or (DEMO_OUT if demo else None)
-    if out is None:
-        raise ValueError("--out is required when COHORT is given")
-    if not storage.is_s3(out):
-        out = str(Path(out).resolve())
-    storage.ensure_bucket(out, args.s3_endpoint)
+    out = resolve_out(args)
     if demo:
         from mdafuse.io.demo_cohort import write_demo_cohort
 

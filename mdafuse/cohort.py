@@ -31,14 +31,14 @@ import pyarrow as pa
 from mdafuse import storage
 from mdafuse.io.volume import pseudonym
 
-__all__ = ["PAIR_SCHEMA", "IMAGE_SUFFIXES", "VOLUME_KIND", "IMAGE_KIND", "pair_id", "pair_kind", "build_pair_table", "read_manifest", "discover_image_pairs", "discover_dicom_pairs", "PairSource"]
+__all__ = ["PAIR_SCHEMA", "IMAGE_SUFFIXES", "VOLUME_KIND", "IMAGE_KIND", "pair_id", "pair_kind", "build_pair_table", "read_manifest", "image_pair_paths", "discover_image_pairs", "discover_dicom_pairs", "PairSource"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 VOLUME_KIND = "volume"
 IMAGE_KIND = "image2d"
-_FUNCTIONAL_FOLDERS = ("PET", "SPECT", "PT", "CT")
+_FUNCTIONAL_FOLDERS = ("PET", "SPECT", "PT", "CT", "NM")
 
 PAIR_SCHEMA = pa.schema(
     [
@@ -174,21 +174,32 @@ def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = Non
     return _table(rows)
 
 
-def discover_image_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | None = None) -> pa.Table:
-    """Pairs of a 2-D folder: ``MR/<name>`` with ``PET|SPECT|PT|CT/<name>`` (same file name).
+def image_pair_paths(folder: str | os.PathLike) -> list[tuple[Path, Path | None]]:
+    """``(MR image, functional image or None)`` for each image in ``folder/MR``, sorted by name.
 
-    The subject is the file stem and the session is empty. An MR image without a partner is
-    kept with an empty ``pet`` (reported as an error by the job).
+    The functional image is the file of the same name in the first of ``PET/``, ``SPECT/``, ``PT/``,
+    ``CT/``, ``NM/`` that exists beside ``MR/``.
     """
     folder = Path(folder)
     fdir = next((folder / f for f in _FUNCTIONAL_FOLDERS if (folder / f).is_dir()), None)
     if fdir is None or not (folder / "MR").is_dir():
         raise ValueError(f"{folder}: expected MR/ beside one of {list(_FUNCTIONAL_FOLDERS)}")
-    rows = []
+    pairs = []
     for mr in sorted((folder / "MR").iterdir()):
-        if not mr.is_file() or mr.name.startswith(".") or mr.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        fn = fdir / mr.name
+        if mr.is_file() and not mr.name.startswith(".") and mr.suffix.lower() in IMAGE_SUFFIXES:
+            fn = fdir / mr.name
+            pairs.append((mr, fn if fn.is_file() else None))
+    return pairs
+
+
+def discover_image_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | None = None) -> pa.Table:
+    """Pairs of a 2-D folder: ``MR/<name>`` with ``PET|SPECT|PT|CT|NM/<name>`` (same file name).
+
+    The subject is the file stem and the session is empty. An MR image without a partner is
+    kept with an empty ``pet`` (reported as an error by the job).
+    """
+    rows = []
+    for mr, fn in image_pair_paths(folder):
         rows.append(
             {
                 "pair_id": pair_id(cohort, mr.stem, "", salt),
@@ -196,7 +207,7 @@ def discover_image_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
                 "session": "",
                 "kind": IMAGE_KIND,
                 "mr": str(mr.resolve()),
-                "pet": str(fn.resolve()) if fn.is_file() else "",
+                "pet": str(fn.resolve()) if fn is not None else "",
                 "mr_series_uid": "",
                 "pet_series_uid": "",
                 "label": "",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdafuse.cli import build_parser, main
+from mdafuse.cli import main
 from mdafuse.io.images import read_image, write_image
 
 
@@ -52,6 +52,3 @@ def test_fuse_missing_file_is_a_clear_error(tmp_path, capsys):
     assert main(["fuse", str(tmp_path / "no.png"), str(tmp_path / "no2.png"), "-o", str(tmp_path / "f.png")]) == 2
     assert "no.png: no such image file" in capsys.readouterr().err
 
-
-def test_parser_builds():
-    assert build_parser().prog == "mdafuse"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_FUNCTIONAL_DIRS = ("PET", "SPECT", "CT", "NM", "functional")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fuse an MR image with a PET/SPECT (or CT) image of the same slice. Colour functional images are "
         "fused in YCbCr (the network fuses MR with Y, the functional Cb/Cr are kept). "
         "Examples: `mdafuse fuse MR.png PET.png -o fused.png`; folder mode: `mdafuse fuse --pairs DIR -o OUTDIR` where "
-        "DIR holds MR/ and one of PET/, SPECT/, CT/ with matching file names.",
+        "DIR holds MR/ and one of PET/, SPECT/, PT/, CT/, NM/ with matching file names.",
     )
     p.add_argument("mr", nargs="?", type=Path, help="MR image (PNG, JPEG or TIFF)")
     p.add_argument("functional", nargs="?", type=Path, help="PET/SPECT/CT image of the same slice")
@@ -53,17 +51,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from tqdm import tqdm
 
-    mr_dir = args.pairs / "MR"
-    fn_dir = next((args.pairs / d for d in _FUNCTIONAL_DIRS if (args.pairs / d).is_dir()), None)
-    if not mr_dir.is_dir() or fn_dir is None:
-        raise FileNotFoundError(f"{args.pairs}: expected sub-folders MR/ and one of {', '.join(_FUNCTIONAL_DIRS)}")
-    names = sorted(p.name for p in mr_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff") and (fn_dir / p.name).is_file())
-    if not names:
-        raise FileNotFoundError(f"{args.pairs}: no file name appears in both {mr_dir.name}/ and {fn_dir.name}/")
+    from mdafuse.cohort import image_pair_paths
+
+    pairs = [(mr_path, fn_path) for mr_path, fn_path in image_pair_paths(args.pairs) if fn_path is not None]
+    if not pairs:
+        raise FileNotFoundError(f"{args.pairs}: no file name appears in both MR/ and the functional folder")
     failed = 0
-    for name in tqdm(names, desc="fuse", unit="pair"):
+    for mr_path, fn_path in tqdm(pairs, desc="fuse", unit="pair"):
+        name = mr_path.name
         try:
-            mr, fn = read_pair(mr_dir / name, fn_dir / name, resample=args.resample)
+            mr, fn = read_pair(mr_path, fn_path, resample=args.resample)
             fused = fuser.fuse(mr, fn)
             write_image(args.out / Path(name).with_suffix(".png"), fused)
             if args.enhance:
@@ -71,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             failed += 1
             print(f"skipped {name}: {exc}")
-    print(f"fused {len(names) - failed} of {len(names)} pairs into {args.out}")
+    print(f"fused {len(pairs) - failed} of {len(pairs)} pairs into {args.out}")
     return 1 if failed else 0

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
-from mdafuse.model.weights import WeightsInfo, load_model
+from mdafuse.model.weights import load_model
 
-__all__ = ["Fuser", "fuse_pair", "fuse_luminance"]
+__all__ = ["Fuser", "fuse_pair"]
 
 
 def _check_pair(mr: np.ndarray, functional: np.ndarray) -> None:
@@ -47,10 +47,6 @@ class Fuser:
     @property
     def model_version(self) -> str:
         return self.info.version
-
-    @property
-    def weights_info(self) -> WeightsInfo:
-        return self.info
 
     @torch.inference_mode()
     def fuse_batch(self, mr: np.ndarray, functional_y: np.ndarray) -> np.ndarray:
@@ -102,8 +98,3 @@ def fuse_pair(mr: np.ndarray, functional: np.ndarray, *, weights: str | Path | N
         image is fused in YCbCr (BT.601): its Y with the MR by the network, its Cb/Cr kept.
     """
     return _cached_fuser(weights, device).fuse(mr, functional)
-
-
-def fuse_luminance(mr: np.ndarray, functional_y: np.ndarray, *, weights: str | Path | None = None, device: str = "cpu") -> np.ndarray:
-    """Fuse MR with a grey functional luminance: ``(H, W), (H, W) -> (H, W)``."""
-    return _cached_fuser(weights, device).fuse(np.asarray(mr, np.float32), np.asarray(functional_y, np.float32))

@@ -410,26 +410,49 @@ def read_dicom_series(
         elif any(f is not None for f in factors):
             warnings.append("SUV computable for only some slices: raw values returned for all")
 
-    affine = np.eye(4)
-    affine[:3, 0] = row_dir * ps0[1]
-    affine[:3, 1] = col_dir * ps0[0]
-    affine[:3, 2] = normal * spacing
-    affine[:3, 3] = positions[order][0]
+    affine = _affine(row_dir, col_dir, ps0, spacing, positions[order][0])
     for w in warnings:
         logger.warning("%s: %s", label, w)
+    return _volume(
+        first, data, affine, modality, units, series_uid, salt, warnings,
+        source_files=[f for f, _ in sorted_items],
+        source_sop_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in sorted_items],
+        suv_factor=suv_factor,
+    )
+
+
+def _affine(row_dir: np.ndarray, col_dir: np.ndarray, pixel_spacing: np.ndarray, spacing: float, origin: np.ndarray) -> np.ndarray:
+    """Voxel (slice, row, column) -> patient (LPS, mm) 4x4 matrix of a slice stack.
+
+    ``pixel_spacing`` is DICOM's (row spacing, column spacing); the slice axis is the normal
+    ``row_dir x col_dir`` scaled by ``spacing``; ``origin`` is the first slice's ImagePositionPatient.
+    """
+    affine = np.eye(4)
+    affine[:3, 0] = row_dir * pixel_spacing[1]
+    affine[:3, 1] = col_dir * pixel_spacing[0]
+    affine[:3, 2] = np.cross(row_dir, col_dir) * spacing
+    affine[:3, 3] = origin
+    return affine
+
+
+def _volume(
+    header: Dataset, data: np.ndarray, affine: np.ndarray, modality: str, units: str, series_uid: str | None,
+    salt: str | None, warnings: list[str], *, source_files: list[Path], source_sop_uids: list[str], suv_factor: np.ndarray | None,
+) -> Volume:
+    """A :class:`Volume` with identifiers taken from a representative ``header`` (PatientID pseudonymised)."""
     return Volume(
         data=data.astype(np.float32),
         affine=affine,
         modality=modality,
         units=units,
-        frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")) or None,
+        frame_of_reference_uid=str(header.get("FrameOfReferenceUID", "")) or None,
         series_uid=series_uid or None,
-        study_uid=str(first.get("StudyInstanceUID", "")) or None,
-        subject_key=pseudonym(str(first.get("PatientID", "")), salt),
+        study_uid=str(header.get("StudyInstanceUID", "")) or None,
+        subject_key=pseudonym(str(header.get("PatientID", "")), salt),
         warnings=warnings,
-        source_files=[f for f, _ in sorted_items],
-        source_sop_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in sorted_items],
-        sop_class_uid=str(first.get("SOPClassUID", "")) or None,
+        source_files=source_files,
+        source_sop_uids=source_sop_uids,
+        sop_class_uid=str(header.get("SOPClassUID", "")) or None,
         suv_factor=suv_factor,
     )
 
@@ -512,25 +535,8 @@ def _read_multiframe(path: Path, modality: str, series_uid: str | None, suv: boo
             data = data * factor
             units = "SUVbw"
             suv_factor = np.full(data.shape[0], factor)
-    row_dir, col_dir = iop[:3], iop[3:]
-    normal = np.cross(row_dir, col_dir)
-    affine = np.eye(4)
-    affine[:3, 0] = row_dir * ps[1]
-    affine[:3, 1] = col_dir * ps[0]
-    affine[:3, 2] = normal * spacing
-    affine[:3, 3] = ipp
-    return Volume(
-        data=data.astype(np.float32),
-        affine=affine,
-        modality=modality,
-        units=units,
-        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")) or None,
-        series_uid=series_uid or None,
-        study_uid=str(ds.get("StudyInstanceUID", "")) or None,
-        subject_key=pseudonym(str(ds.get("PatientID", "")), salt),
-        warnings=warnings,
-        source_files=[path],
-        source_sop_uids=[str(ds.get("SOPInstanceUID", ""))],
-        sop_class_uid=str(ds.get("SOPClassUID", "")) or None,
-        suv_factor=suv_factor,
+    affine = _affine(iop[:3], iop[3:], ps, spacing, ipp)
+    return _volume(
+        ds, data, affine, modality, units, series_uid, salt, warnings,
+        source_files=[path], source_sop_uids=[str(ds.get("SOPInstanceUID", ""))], suv_factor=suv_factor,
     )

@@ -121,9 +121,9 @@ def read_pair(mr_path: str | Path, functional_path: str | Path, resample: bool =
     mr = read_image(mr_path)
     fn = read_image(functional_path)
     if mr.ndim == 3:
-        from mdafuse.fusion.color import rgb_to_ycbcr
+        from mdafuse.fusion.color import luminance
 
-        mr = rgb_to_ycbcr(mr)[..., 0]
+        mr = luminance(mr)
     if fn.ndim == 3 and is_grey_rgb(fn):
         fn = fn.mean(axis=2, dtype=np.float32)
     if mr.shape[:2] != fn.shape[:2]:

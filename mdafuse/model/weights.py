@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mdafuse.model.config import MdAFuseConfig
@@ -53,11 +54,10 @@ def save_weights(model: MdAFuseNet, path: str | Path, version: str, extra: dict[
     return file_sha256(path)
 
 
-def _read_metadata(path: Path) -> dict[str, str]:
-    with open(path, "rb") as fh:
-        n = int.from_bytes(fh.read(8), "little")
-        header = json.loads(fh.read(n))
-    return dict(header.get("__metadata__", {}))
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata stored in a safetensors file's header (empty when it has none)."""
+    with safe_open(str(path), framework="pt") as fh:
+        return dict(fh.metadata() or {})
 
 
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", expected_sha256: str | None = None) -> tuple[MdAFuseNet, WeightsInfo]:
@@ -80,7 +80,7 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     if expected_sha256 is not None and sha != expected_sha256:
         raise ValueError(f"{path}: sha256 {sha} does not match the expected {expected_sha256}; the file is corrupt or not these weights")
     try:
-        meta = _read_metadata(path)
+        meta = read_metadata(path)
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc

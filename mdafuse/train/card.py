@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mdafuse.data import load_split, split_pairs
-from mdafuse.fusion.color import rgb_to_ycbcr
+from mdafuse.fusion.color import luminance, rgb_to_ycbcr
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
 from mdafuse.train.loop import TrainConfig, TrainResult
@@ -36,8 +36,7 @@ def validate_weights(weights: str | Path, datasets: tuple[str, ...] = ("MR-PET",
         for p in pairs:
             mr, fn = read_pair(p.mr, p.functional)
             fused = fuser.fuse(mr, fn)
-            fy = rgb_to_ycbcr(fused)[..., 0] if fused.ndim == 3 else fused
-            y = rgb_to_ycbcr(fn)[..., 0] if fn.ndim == 3 else fn
+            fy, y = luminance(fused), luminance(fn)
             tf, tm, ty = (torch.from_numpy(np.ascontiguousarray(a))[None, None] for a in (fy, mr, y))
             s_mr.append(float(ssim_map(tf, tm).mean()))
             s_fn.append(float(ssim_map(tf, ty).mean()))

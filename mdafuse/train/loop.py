@@ -15,11 +15,11 @@ from safetensors.torch import load_file, save_file
 from mdafuse.data import split_pairs
 from mdafuse.model.config import MdAFuseConfig
 from mdafuse.model.network import MdAFuseNet
-from mdafuse.model.weights import save_weights
+from mdafuse.model.weights import read_metadata, save_weights
 from mdafuse.train.data import PatchSampler, load_pairs
-from mdafuse.train.losses import LossWeights, fusion_loss, ssim_map
+from mdafuse.train.losses import LossWeights, fusion_loss
 
-__all__ = ["TrainConfig", "TrainResult", "train", "evaluate_ssim"]
+__all__ = ["TrainConfig", "TrainResult", "train", "export_weights"]
 log = logging.getLogger(__name__)
 
 
@@ -67,7 +67,8 @@ def _save_checkpoint(path: Path, model: MdAFuseNet, opt: torch.optim.Optimizer, 
     for i, p in enumerate(params):
         for name, val in opt.state.get(p, {}).items():
             if torch.is_tensor(val):
-                tensors[f"optim.{i}.{name}"] = val.detach().contiguous().reshape(val.shape) if val.ndim else val.detach().reshape(1)
+                # safetensors stores no 0-d tensors: Adam's scalar step is kept as shape (1,)
+                tensors[f"optim.{i}.{name}"] = val.detach().contiguous() if val.ndim else val.detach().reshape(1)
     meta = {"step": str(step), "train_config": cfg.to_json(), "model_config": model.config.to_json(), "history": json.dumps(history)}
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
@@ -75,9 +76,7 @@ def _save_checkpoint(path: Path, model: MdAFuseNet, opt: torch.optim.Optimizer, 
 
 
 def _load_checkpoint(path: Path, model: MdAFuseNet, opt: torch.optim.Optimizer) -> tuple[int, list[dict[str, float]]]:
-    with open(path, "rb") as fh:
-        n = int.from_bytes(fh.read(8), "little")
-        meta = json.loads(fh.read(n)).get("__metadata__", {})
+    meta = read_metadata(path)
     if "step" not in meta:
         raise ValueError(f"{path}: not an mdafuse training checkpoint (no step metadata)")
     tensors = load_file(str(path))
@@ -149,19 +148,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     return TrainResult(model=model, history=history, seconds=seconds, checkpoint=ckpt)
 
-
-@torch.inference_mode()
-def evaluate_ssim(model: MdAFuseNet, data: np.ndarray) -> dict[str, float]:
-    """Mean SSIM of fused-Y to MR and to functional Y over ``(N, 2, H, W)`` full images."""
-    model.eval()
-    s_mr, s_fn = [], []
-    for i in range(0, len(data), 8):
-        t = torch.from_numpy(data[i : i + 8])
-        mr, fn = t[:, :1], t[:, 1:]
-        f = model(mr, fn)
-        s_mr += ssim_map(f, mr).mean(dim=(1, 2, 3)).tolist()
-        s_fn += ssim_map(f, fn).mean(dim=(1, 2, 3)).tolist()
-    return {"ssim_fused_mr": float(np.mean(s_mr)), "ssim_fused_functional": float(np.mean(s_fn))}
 
 
 def export_weights(model: MdAFuseNet, path: str | Path, version: str, cfg: TrainConfig) -> str:
