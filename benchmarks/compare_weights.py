@@ -38,15 +38,18 @@ def main() -> None:
     ap.add_argument("weights", nargs="+", type=Path)
     ap.add_argument("--datasets", nargs="+", default=["MR-PET", "MR-SPECT"])
     ap.add_argument("--stride", type=int, default=4)
+    ap.add_argument("--split", choices=["train", "test"], default="test", help="score the training series (to choose settings without touching the test series) or the test series")
     ap.add_argument("--cache", type=Path, default=Path("runs/baseline_cache.parquet"))
     args = ap.parse_args()
     cache = pq.read_table(args.cache).to_pylist() if args.cache.is_file() else []
+    for row in cache:
+        row.setdefault("split", "test")  # caches written before --split existed
     for ds in args.datasets:
-        pairs = split_pairs(ds, "test")[:: args.stride]
-        base = {r["method"]: r for r in cache if r["dataset"] == ds and r["stride"] == args.stride}
+        pairs = split_pairs(ds, args.split)[:: args.stride]
+        base = {r["method"]: r for r in cache if r["dataset"] == ds and r["stride"] == args.stride and r.get("split", "test") == args.split}
         for m in BASELINES:
             if m not in base:
-                base[m] = {"dataset": ds, "stride": args.stride, "method": m, **score(pairs, lambda a, b, m=m: fuse_color(m, a, b))}
+                base[m] = {"dataset": ds, "split": args.split, "stride": args.stride, "method": m, **score(pairs, lambda a, b, m=m: fuse_color(m, a, b))}
                 cache.append(base[m])
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(cache), args.cache)

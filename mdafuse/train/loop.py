@@ -41,6 +41,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     model: MdAFuseConfig = field(default_factory=MdAFuseConfig)
     losses: LossWeights = field(default_factory=LossWeights)
+    init_weights: str | None = None
+    """Inference weights (safetensors) to start from instead of a random initialisation (fine-tuning)."""
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -105,7 +107,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
         pairs = pairs[:: max(1, len(pairs) // cfg.limit_pairs)][: cfg.limit_pairs]
     data = load_pairs(pairs)
     log.info("training on %d pairs from %s", len(pairs), ", ".join(cfg.datasets))
-    model = MdAFuseNet(cfg.model)
+    if cfg.init_weights is not None:
+        from mdafuse.model.weights import load_model
+
+        model, _ = load_model(cfg.init_weights)
+        if model.config != cfg.model:
+            raise ValueError(f"{cfg.init_weights}: its network {model.config} differs from the configured {cfg.model}")
+    else:
+        model = MdAFuseNet(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history = 0, []
     if resume is not None:

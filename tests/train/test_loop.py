@@ -40,3 +40,42 @@ def test_resume_reproduces_an_uninterrupted_run(harvard_root, tmp_path):
     assert any(k.startswith("optim.") for k in ckpt) and any(k.startswith("model.") for k in ckpt)
     assert json.loads((tmp_path / "b" / "history.json").read_text())[-1]["step"] == 4
     assert all(torch.isfinite(torch.tensor(h["total"])) for h in straight.history)
+
+
+def test_fine_tuning_starts_from_given_weights(harvard_root, tmp_path):
+    from mdafuse.model.weights import save_weights
+
+    first = train(_cfg(harvard_root.parent, 2), tmp_path / "a", progress=False)
+    save_weights(first.model, tmp_path / "w.safetensors", "w")
+    cfg = _cfg(harvard_root.parent, 1)
+    zero_lr = TrainConfig(**{**cfg.__dict__, "lr": 0.0, "lr_final": 0.0, "init_weights": str(tmp_path / "w.safetensors")})
+    tuned = train(zero_lr, tmp_path / "b", progress=False)
+    # with a zero learning rate only BatchNorm running statistics may move
+    for (k, v1), v2 in zip(first.model.state_dict().items(), tuned.model.state_dict().values()):
+        if "running" not in k and "num_batches" not in k:
+            torch.testing.assert_close(v1, v2, rtol=0, atol=0, msg=k)
+    other = TrainConfig(**{**zero_lr.__dict__, "model": MdAFuseConfig()})
+    import pytest
+
+    with pytest.raises(ValueError, match="differs from the configured"):
+        train(other, tmp_path / "c", progress=False)
+
+
+def test_model_card_records_the_recipe(harvard_root, tmp_path):
+    from dataclasses import replace
+
+    from mdafuse.model.weights import save_weights
+    from mdafuse.train.card import write_model_card
+    from mdafuse.train.losses import LossWeights
+
+    cfg = replace(_cfg(harvard_root.parent, 1), losses=LossWeights(vif=0.0, rsfe=20.0, entropy=4.0), init_weights=str(tmp_path / "base.safetensors"))
+    result = train(replace(cfg, init_weights=None), tmp_path / "run", progress=False)
+    weights = tmp_path / "tuned.safetensors"
+    sha = save_weights(result.model, weights, "tuned")
+    validation = {"MR-PET": {"pairs": 3.0, "ssim_fused_mr": 0.9, "ssim_fused_functional": 0.5}}
+    md = write_model_card(weights, sha, cfg, result, validation, "mdafuse train ...")
+    assert md == tmp_path / "tuned.md"
+    text = md.read_text()
+    assert "starting from `base.safetensors` (fine-tuning)" in text
+    assert "20 rSFe^2" in text and "4 (-EN(F) / 8)" in text and "VIF" not in text
+    assert json.loads(weights.with_suffix(".json").read_text())["sha256"] == sha

@@ -67,3 +67,64 @@ def test_fidelity_term_is_mean_of_the_two_mse():
     # the plain average minimises it: any other image scores higher
     _, at_mean = fusion_loss((a + b) / 2, a, b, LossWeights())
     assert at_mean["fidelity"] < terms["fidelity"]
+
+
+def test_differentiable_vif_and_sf_match_the_metrics():
+    import numpy as np
+
+    from mdafuse.metrics.gradient import extended_spatial_frequency, rsfe
+    from mdafuse.metrics.structural import vif_index as vif_metric
+    from mdafuse.train.losses import extended_sf, reference_sf, vif_index
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:64, :64]
+    a = np.clip(0.5 + 0.3 * np.sin(xx / 5.0) * np.cos(yy / 7.0) + 0.05 * rng.standard_normal((64, 64)), 0, 1)
+    b = np.clip(np.exp(-((xx - 30) ** 2 + (yy - 36) ** 2) / 150.0) + 0.02 * rng.standard_normal((64, 64)), 0, 1)
+    f = np.clip(0.6 * a + 0.5 * b, 0, 1)
+    ta, tb, tf = (torch.tensor(x, dtype=torch.float64).view(1, 1, 64, 64) for x in (a, b, f))
+    assert float(vif_index(ta, tf)) == pytest.approx(vif_metric(a, f), rel=1e-9)
+    assert float(vif_index(ta, ta)) == pytest.approx(1.0, abs=1e-9)
+    assert float(extended_sf(tf)) == pytest.approx(extended_spatial_frequency(f), rel=1e-9)
+    sf_r = reference_sf(ta, tb)
+    assert float((extended_sf(tf) - sf_r) / sf_r) == pytest.approx(rsfe(a, b, f), rel=1e-9)
+    # gradients reach the fused image through every new term
+    tf.requires_grad_(True)
+    total, terms = fusion_loss(tf, ta, tb, LossWeights(vif=1.0, rsfe=1.0, contrast=1.0, mse_cap=1.0))
+    total.backward()
+    assert tf.grad is not None and torch.isfinite(tf.grad).all() and tf.grad.abs().sum() > 0
+    assert {"vif", "rsfe", "contrast", "mse_cap"} <= set(terms)
+
+
+def test_contrast_and_mse_cap_are_zero_for_the_max_rule_and_positive_for_the_average():
+    g = torch.Generator().manual_seed(5)
+    a, b = torch.rand(2, 1, 16, 16, generator=g), torch.rand(2, 1, 16, 16, generator=g)
+    w = LossWeights(ssim_mr=0, ssim_functional=0, intensity=0, gradient=0, correlation=0, fidelity=0, contrast=1.0, mse_cap=1.0)
+    _, at_max = fusion_loss(torch.maximum(a, b), a, b, w)
+    assert at_max["contrast"] == pytest.approx(0.0, abs=1e-7) and at_max["mse_cap"] == pytest.approx(0.0, abs=1e-7)
+    _, at_avg = fusion_loss((a + b) / 2, a, b, w)
+    top = torch.maximum(a, b)
+    sd_top, sd_avg = top.std(dim=(1, 2, 3), unbiased=False), ((a + b) / 2).std(dim=(1, 2, 3), unbiased=False)
+    assert at_avg["contrast"] == pytest.approx(float(((sd_top - sd_avg) / sd_top).mean()), rel=1e-5)
+    assert at_avg["mse_cap"] == 0.0  # the average has less error than the max rule
+    _, doubled = fusion_loss((2 * top).clamp(max=2.0), a, b, w)
+    assert doubled["mse_cap"] > 0.5
+
+
+def test_soft_entropy_matches_the_en_metric_on_level_images():
+    import numpy as np
+
+    from mdafuse.metrics.information import en
+    from mdafuse.train.losses import soft_entropy
+
+    two = torch.zeros(1, 1, 8, 8)
+    two[..., :4] = 1.0
+    assert float(soft_entropy(two)) == pytest.approx(1.0, abs=1e-6)
+    rng = np.random.default_rng(6)
+    levels = rng.integers(0, 256, size=(32, 32)) / 255.0
+    t = torch.tensor(levels, dtype=torch.float64).view(1, 1, 32, 32)
+    assert float(soft_entropy(t)) == pytest.approx(en(levels, levels, levels), rel=1e-9)
+    # half way between two levels splits the vote: one pixel value, two half-filled bins
+    half = torch.full((1, 1, 4, 4), 10.5 / 255, dtype=torch.float64, requires_grad=True)
+    assert float(soft_entropy(half.detach())) == pytest.approx(1.0, abs=1e-9)
+    soft_entropy(half).sum().backward()
+    assert torch.isfinite(half.grad).all()
