@@ -46,7 +46,7 @@ def main() -> None:
         row.setdefault("split", "test")  # caches written before --split existed
     for ds in args.datasets:
         pairs = split_pairs(ds, args.split)[:: args.stride]
-        base = {r["method"]: r for r in cache if r["dataset"] == ds and r["stride"] == args.stride and r.get("split", "test") == args.split}
+        base = {r["method"]: r for r in cache if r["dataset"] == ds and r["stride"] == args.stride and r["split"] == args.split}
         for m in BASELINES:
             if m not in base:
                 base[m] = {"dataset": ds, "split": args.split, "stride": args.stride, "method": m, **score(pairs, lambda a, b, m=m: fuse_color(m, a, b))}

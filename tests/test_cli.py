@@ -52,3 +52,16 @@ def test_fuse_missing_file_is_a_clear_error(tmp_path, capsys):
     assert main(["fuse", str(tmp_path / "no.png"), str(tmp_path / "no2.png"), "-o", str(tmp_path / "f.png")]) == 2
     assert "no.png: no such image file" in capsys.readouterr().err
 
+
+
+def test_train_has_one_weight_option_per_loss_term(capsys):
+    from dataclasses import fields
+
+    from mdafuse.commands.train import LOSS_TERMS
+    from mdafuse.train.losses import LossWeights
+
+    assert list(LOSS_TERMS) == [f.name for f in fields(LossWeights)]
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--w-mse-cap" in out and "--w-ssim-functional" in out

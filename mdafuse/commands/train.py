@@ -7,6 +7,22 @@ import shlex
 from pathlib import Path
 
 
+LOSS_TERMS = {
+    "ssim_mr": "1 - SSIM(F, MR)",
+    "ssim_functional": "1 - SSIM(F, functional Y)",
+    "intensity": "the max-intensity L1 term",
+    "gradient": "the max-gradient L1 term",
+    "correlation": "2 - CC(F, MR) - CC(F, Y)",
+    "fidelity": "(MSE(F, MR) + MSE(F, Y)) / 2",
+    "vif": "2 - VIF(MR, F) - VIF(Y, F)",
+    "rsfe": "rSFe^2",
+    "contrast": "the shortfall of SD(F) below SD(max rule)",
+    "mse_cap": "the excess of MSE(F) over the max rule's",
+    "entropy": "-EN(F) / 8, soft-histogram entropy in bits",
+}
+"""One ``--w-<name>`` option per field of :class:`mdafuse.train.losses.LossWeights`."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -26,35 +42,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="shared data folder (default: ../shared/data or $MDAFUSE_DATA)")
     p.add_argument("--resume", type=Path, default=None, help="checkpoint.safetensors to continue from")
     p.add_argument("--export", type=Path, default=None, help="write inference weights here (+ a .json card and a .md model card beside them)")
-    p.add_argument("--w-ssim-mr", type=float, default=None, help="weight of 1 - SSIM(F, MR)")
-    p.add_argument("--w-ssim-functional", type=float, default=None, help="weight of 1 - SSIM(F, functional Y)")
-    p.add_argument("--w-intensity", type=float, default=None, help="weight of the max-intensity L1 term")
-    p.add_argument("--w-gradient", type=float, default=None, help="weight of the max-gradient L1 term")
     p.add_argument("--head", choices=["direct", "blend"], default="direct", help="decoder output: the image (paper) or a source blend + residual")
-    p.add_argument("--w-correlation", type=float, default=None, help="weight of 2 - CC(F, MR) - CC(F, Y)")
-    p.add_argument("--w-fidelity", type=float, default=None, help="weight of (MSE(F, MR) + MSE(F, Y)) / 2")
-    p.add_argument("--w-vif", type=float, default=None, help="weight of 2 - VIF(MR, F) - VIF(Y, F) (default 0)")
-    p.add_argument("--w-rsfe", type=float, default=None, help="weight of rSFe^2 (default 0)")
-    p.add_argument("--w-contrast", type=float, default=None, help="weight of the shortfall of SD(F) below SD(max rule) (default 0)")
-    p.add_argument("--w-mse-cap", type=float, default=None, help="weight of the excess of MSE(F) over the max rule's (default 0)")
-    p.add_argument("--w-entropy", type=float, default=None, help="weight of -EN(F) / 8, soft-histogram entropy in bits (default 0)")
+    for name, text in LOSS_TERMS.items():
+        p.add_argument(f"--w-{name.replace('_', '-')}", type=float, default=None, help=f"weight of {text} (default: LossWeights.{name})")
     p.add_argument("--init", type=Path, default=None, help="start from these inference weights (fine-tuning) instead of random ones")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from mdafuse.model.config import MdAFuseConfig
     from mdafuse.train.card import validate_weights, write_model_card
     from mdafuse.train.loop import TrainConfig, export_weights, train
     from mdafuse.train.losses import LossWeights
 
-    lw = LossWeights()
-    overrides = {k: v for k, v in {"ssim_mr": args.w_ssim_mr, "ssim_functional": args.w_ssim_functional, "intensity": args.w_intensity, "gradient": args.w_gradient, "correlation": args.w_correlation, "fidelity": args.w_fidelity, "vif": args.w_vif, "rsfe": args.w_rsfe, "contrast": args.w_contrast, "mse_cap": args.w_mse_cap, "entropy": args.w_entropy}.items() if v is not None}
+    overrides = {name: getattr(args, f"w_{name}") for name in LOSS_TERMS if getattr(args, f"w_{name}") is not None}
     cfg = TrainConfig(
         datasets=tuple(args.datasets), data_root=args.data, steps=args.steps, batch_size=args.batch_size,
-        patch=args.patch, lr=args.lr, seed=args.seed, threads=args.threads, model=MdAFuseConfig(head=args.head), losses=replace(lw, **overrides),
+        patch=args.patch, lr=args.lr, seed=args.seed, threads=args.threads, model=MdAFuseConfig(head=args.head), losses=LossWeights(**overrides),
         init_weights=None if args.init is None else str(args.init),
     )
     result = train(cfg, args.out, resume=args.resume)

@@ -88,16 +88,17 @@ def ag(a: np.ndarray, b: np.ndarray, f: np.ndarray, *, scale: float = 255.0) -> 
 
 
 def directional_gradients(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """First differences of ``(H, W)`` along row, column, main diagonal and secondary diagonal.
+    """First differences over the last two axes along row, column, main and secondary diagonal.
 
     Returns ``(I(i,j) - I(i,j-1), I(i,j) - I(i-1,j), I(i,j) - I(i-1,j-1), I(i,j) - I(i-1,j+1))``
-    with shapes ``(H, W-1), (H-1, W), (H-1, W-1), (H-1, W-1)``.
+    with shapes ``(H, W-1), (H-1, W), (H-1, W-1), (H-1, W-1)`` for ``(H, W)`` input; leading axes
+    (a torch ``(B, C, H, W)`` batch in the training losses) are kept.
     """
     return (
-        g[:, 1:] - g[:, :-1],
-        g[1:, :] - g[:-1, :],
-        g[1:, 1:] - g[:-1, :-1],
-        g[1:, :-1] - g[:-1, 1:],
+        g[..., :, 1:] - g[..., :, :-1],
+        g[..., 1:, :] - g[..., :-1, :],
+        g[..., 1:, 1:] - g[..., :-1, :-1],
+        g[..., 1:, :-1] - g[..., :-1, 1:],
     )
 
 

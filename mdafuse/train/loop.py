@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from mdafuse.data import split_pairs
 from mdafuse.model.config import MdAFuseConfig
 from mdafuse.model.network import MdAFuseNet
-from mdafuse.model.weights import read_metadata, save_weights
+from mdafuse.model.weights import load_model, read_metadata, save_weights
 from mdafuse.train.data import PatchSampler, load_pairs
 from mdafuse.train.losses import LossWeights, fusion_loss
 
@@ -108,8 +108,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     data = load_pairs(pairs)
     log.info("training on %d pairs from %s", len(pairs), ", ".join(cfg.datasets))
     if cfg.init_weights is not None:
-        from mdafuse.model.weights import load_model
-
         model, _ = load_model(cfg.init_weights)
         if model.config != cfg.model:
             raise ValueError(f"{cfg.init_weights}: its network {model.config} differs from the configured {cfg.model}")

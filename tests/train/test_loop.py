@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -48,22 +50,18 @@ def test_fine_tuning_starts_from_given_weights(harvard_root, tmp_path):
     first = train(_cfg(harvard_root.parent, 2), tmp_path / "a", progress=False)
     save_weights(first.model, tmp_path / "w.safetensors", "w")
     cfg = _cfg(harvard_root.parent, 1)
-    zero_lr = TrainConfig(**{**cfg.__dict__, "lr": 0.0, "lr_final": 0.0, "init_weights": str(tmp_path / "w.safetensors")})
+    zero_lr = replace(cfg, lr=0.0, lr_final=0.0, init_weights=str(tmp_path / "w.safetensors"))
     tuned = train(zero_lr, tmp_path / "b", progress=False)
     # with a zero learning rate only BatchNorm running statistics may move
     for (k, v1), v2 in zip(first.model.state_dict().items(), tuned.model.state_dict().values()):
         if "running" not in k and "num_batches" not in k:
             torch.testing.assert_close(v1, v2, rtol=0, atol=0, msg=k)
-    other = TrainConfig(**{**zero_lr.__dict__, "model": MdAFuseConfig()})
-    import pytest
-
+    other = replace(zero_lr, model=MdAFuseConfig())
     with pytest.raises(ValueError, match="differs from the configured"):
         train(other, tmp_path / "c", progress=False)
 
 
 def test_model_card_records_the_recipe(harvard_root, tmp_path):
-    from dataclasses import replace
-
     from mdafuse.model.weights import save_weights
     from mdafuse.train.card import write_model_card
     from mdafuse.train.losses import LossWeights
