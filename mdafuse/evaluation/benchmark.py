@@ -294,6 +294,49 @@ def normalised_scores(means: dict[str, float], better: str) -> dict[str, float]:
     return {m: float(s) for m, s in zip(names, scores)}
 
 
+def paired_margins(table: pa.Table) -> dict[str, dict[str, float | str]]:
+    """MdAFuse against the best other method on each seed metric, paired over the pairs both scored.
+
+    A difference of means hides whether a win holds pair by pair; this gives, per seed metric, the
+    best other method (by mean), the mean of the per-pair differences in the "better" direction
+    (``abs_lower`` metrics compare ``-|value|``), its standard error ``std(ddof=1) / sqrt(n)`` and the
+    share of pairs on which MdAFuse is better. A mean difference within about two standard errors of 0
+    is not a reliable win or loss.
+
+    Returns:
+        ``{metric: {"other", "diff", "se", "share_better", "pairs"}}``; empty without MdAFuse rows,
+        other methods or a ``pair`` column.
+    """
+    from mdafuse.metrics import METRICS, SEED_METRICS
+
+    if "pair" not in table.column_names or "method" not in table.column_names:
+        return {}
+    rows = table.to_pylist()
+    by_method: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_method.setdefault(r["method"], {})[r["pair"]] = r
+    if MDAFUSE not in by_method or len(by_method) < 2:
+        return {}
+    out: dict[str, dict[str, float | str]] = {}
+    for c in (c for c in SEED_METRICS if c in table.column_names):
+        better = METRICS[c].better
+        others = {m: float(np.nanmean([r[c] for r in by_method[m].values() if r[c] is not None] or [np.nan])) for m in by_method if m != MDAFUSE}
+        best = best_methods(others, better)
+        if not best:
+            continue
+        other = best[0]
+        common = sorted(set(by_method[MDAFUSE]) & set(by_method[other]))
+        ours = np.array([by_method[MDAFUSE][p][c] for p in common], dtype=np.float64)
+        theirs = np.array([by_method[other][p][c] for p in common], dtype=np.float64)
+        ok = np.isfinite(ours) & np.isfinite(theirs)
+        d = _goodness(ours[ok], better) - _goodness(theirs[ok], better)
+        if d.size == 0:
+            continue
+        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+        out[c] = {"other": other, "diff": float(d.mean()), "se": se, "share_better": float(np.mean(d > 0)), "pairs": float(d.size)}
+    return out
+
+
 def _fmt(mean: float, std: float) -> str:
     if not np.isfinite(mean):
         return "n/a"
@@ -353,6 +396,18 @@ def summarise(table: pa.Table) -> str:
         won_text = f" ({', '.join(won)})" if won else ""
         lost_text = f"worst on {len(lost)}: {', '.join(lost)}" if lost else "worst on none"
         lines.append(f"MdAFuse is best on {len(won)} of {len(seeds)} seed metrics{won_text}; {lost_text}.")
+        margins = paired_margins(table)
+        if margins:
+            lines += [
+                "",
+                "Paired over pairs, MdAFuse against the best other method per seed metric: mean difference in the better",
+                "direction (> 0: MdAFuse better; |x| for →0 metrics) ± its standard error, and the share of pairs MdAFuse wins.",
+                "",
+                "| metric | best other | difference ± SE | pairs MdAFuse better |",
+                "|---|---|---|---|",
+            ]
+            for c, m in margins.items():
+                lines.append(f"| {c} | {_display(str(m['other']))} | {m['diff']:+.4g} ± {m['se']:.2g} | {100 * m['share_better']:.0f} % of {int(m['pairs'])} |")
     elif MDAFUSE in methods:
         lines.append("Only MdAFuse was run; there is nothing to compare against.")
     else:

@@ -167,10 +167,20 @@ class Decoder(nn.Module):
 
 
 class DirectHead(nn.Module):
-    """The paper's output: tanh mapped to [0, 1]: ``(B, 1, H, W) -> (B, 1, H, W)``."""
+    """The paper's output, tanh mapped to [0, 1], optionally mixed with the max rule: ``(B, 1, H, W) -> (B, 1, H, W)``.
+
+    ``F = (1 - g) * (tanh(logits) + 1) / 2 + g * max(MR, Y)``; ``g = 0`` is the paper's head.
+    """
+
+    def __init__(self, salient_skip: float = 0.0) -> None:
+        super().__init__()
+        self.salient_skip = salient_skip
 
     def forward(self, logits: torch.Tensor, mr: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (torch.tanh(logits) + 1.0)
+        decoded = 0.5 * (torch.tanh(logits) + 1.0)
+        if not self.salient_skip:
+            return decoded
+        return (1.0 - self.salient_skip) * decoded + self.salient_skip * torch.maximum(mr, functional)
 
 
 class BlendHead(nn.Module):

@@ -32,6 +32,10 @@ class MdAFuseConfig:
             bounded detail residual ``r``, with ``F = w * MR + (1 - w) * Y + r``; the fused
             image then keeps source intensities exactly where one source is selected.
         residual_scale: bound of ``|r|`` for the ``"blend"`` head.
+        salient_skip: share ``g`` of the ``"direct"`` head's output taken straight from the max rule,
+            ``F = (1 - g) * D + g * max(MR, Y)`` with ``D`` the decoded image. The paper's element-wise
+            maximum keeps salient content in feature space; this skip also keeps a fixed share of the
+            salient source intensities (uptake, bright anatomy) exactly. 0 is the paper's output.
     """
 
     cfm_channels: tuple[int, ...] = (2, 4, 8)
@@ -46,6 +50,7 @@ class MdAFuseConfig:
     decoder_channels: tuple[int, ...] = (16, 8)
     head: str = "direct"
     residual_scale: float = 0.2
+    salient_skip: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("cfm_kernel", "cfm_reduce_kernel", "ffm_kernel"):
@@ -60,6 +65,10 @@ class MdAFuseConfig:
             raise ValueError(f"head must be one of {HEADS}; got {self.head!r}")
         if self.residual_scale < 0:
             raise ValueError(f"residual_scale must be >= 0; got {self.residual_scale}")
+        if not 0.0 <= self.salient_skip < 1.0:
+            raise ValueError(f"salient_skip must be in [0, 1); got {self.salient_skip}")
+        if self.salient_skip and self.head != "direct":
+            raise ValueError(f"salient_skip applies to the 'direct' head only; got head={self.head!r}")
         if min(self.mfm_stem, self.mfm_channels, self.mfm_expand, self.features) < 1:
             raise ValueError("mfm_stem, mfm_channels, mfm_expand and features must be positive")
 

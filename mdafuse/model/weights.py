@@ -16,7 +16,7 @@ from mdafuse.model.network import MdAFuseNet
 
 __all__ = ["WeightsInfo", "DEFAULT_WEIGHTS", "default_weights_path", "save_weights", "load_model", "file_sha256"]
 
-DEFAULT_WEIGHTS = "mdafuse_v2.safetensors"
+DEFAULT_WEIGHTS = "mdafuse_v3.safetensors"
 
 
 @dataclass(frozen=True)

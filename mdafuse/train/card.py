@@ -13,6 +13,7 @@ from mdafuse.data import load_split, split_pairs
 from mdafuse.fusion.color import luminance, rgb_to_ycbcr
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
+from mdafuse.model.config import MdAFuseConfig
 from mdafuse.train.loop import TrainConfig, TrainResult
 from mdafuse.train.losses import LossWeights, ssim_map
 
@@ -69,6 +70,25 @@ def _loss_text(w: LossWeights) -> str:
     return " + ".join(f"{weight:g} {text}" for weight, text in terms if weight)
 
 
+def _output_text(model: MdAFuseConfig) -> str:
+    if model.head == "blend":
+        return f"output head: per-pixel blend of MR and Y plus a residual bounded by {model.residual_scale:g}"
+    if model.salient_skip:
+        g = model.salient_skip
+        return f"output `F = {1 - g:g} (tanh + 1) / 2 + {g:g} max(MR, Y)` (salient skip)"
+    return "output tanh mapped to [0, 1]"
+
+
+def _departure_text(model: MdAFuseConfig) -> str:
+    if not model.salient_skip:
+        return ""
+    return (
+        f"; a salient skip copies a share {model.salient_skip:g} of the output from the max rule of the two inputs (the paper keeps "
+        "salient content with the element-wise maximum in feature space only), which keeps bright uptake and anatomy exactly in "
+        "that share and raised SSIM to both sources without lowering contrast (`benchmarks/results/loss_study.md`)"
+    )
+
+
 def write_model_card(weights: Path, sha256: str, cfg: TrainConfig, result: TrainResult, validation: dict[str, dict[str, float]], command: str) -> Path:
     """Write ``<weights>.json`` (machine-readable, holds the sha256 verified at load) and ``<weights>.md``."""
     split = load_split()
@@ -105,9 +125,10 @@ def write_model_card(weights: Path, sha256: str, cfg: TrainConfig, result: Train
         f"- **Losses** (against both sources only): {_loss_text(cfg.losses)}.",
         "- **Architecture**: CFM (7x7, few channels) + FFM (3x3/1x1, more channels) per image, MFM (strided stem, depthwise-separable "
         "convolutions to 1/4 scale, inverted residual, pyramid pooling, scales summed at full size); CF+FF per image, element-wise maximum "
-        "across modalities for (CF+FF) and MF; learned per-channel affine map; 5x5/3x3 decoder with tanh mapped to [0, 1].",
+        f"across modalities for (CF+FF) and MF; learned per-channel affine map; 5x5/3x3 decoder; {_output_text(cfg.model)}.",
         "- **Departures from the paper**: fewer channels (CPU-trainable; see `MdAFuseConfig`); the affine coefficients are per channel "
-        "(the release shares them along image width, which ties the model to one width); output `(tanh + 1) / 2` to stay in [0, 1].",
+        "(the release shares them along image width, which ties the model to one width); output `(tanh + 1) / 2` to stay in [0, 1]"
+        + _departure_text(cfg.model) + ".",
         "",
         "## Held-out validation (test series)",
         "",

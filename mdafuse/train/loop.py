@@ -108,9 +108,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     data = load_pairs(pairs)
     log.info("training on %d pairs from %s", len(pairs), ", ".join(cfg.datasets))
     if cfg.init_weights is not None:
-        model, _ = load_model(cfg.init_weights)
-        if model.config != cfg.model:
-            raise ValueError(f"{cfg.init_weights}: its network {model.config} differs from the configured {cfg.model}")
+        start_model, _ = load_model(cfg.init_weights)
+        model = MdAFuseNet(cfg.model)
+        try:
+            # a head setting without parameters (salient_skip) may differ; every tensor must match
+            model.load_state_dict(start_model.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"{cfg.init_weights}: its network {start_model.config} does not fit the configured {cfg.model}: {exc}") from exc
     else:
         model = MdAFuseNet(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

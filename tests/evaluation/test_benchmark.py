@@ -15,6 +15,7 @@ from mdafuse.evaluation.benchmark import (
     _example_indices,
     best_methods,
     normalised_scores,
+    paired_margins,
     resolve_pairs,
     run_benchmark,
     summarise,
@@ -163,6 +164,22 @@ def test_summarise_marks_best_by_direction():
     assert cell[("DWT", "EN")] == "4 ± 1.4"
     # Seed metrics present: EN, SSIM, MSE, rSFe. Best on SSIM (tie) and rSFe; a tie of all methods is not "worst".
     assert "MdAFuse is best on 2 of 4 seed metrics (SSIM, rSFe); worst on none." in text
+
+
+def test_paired_margins_by_hand():
+    m = paired_margins(_hand_table())
+    # EN: best other is average (6, 6) against our (5, 5): -1 on both pairs
+    assert m["EN"]["other"] == "average" and m["EN"]["diff"] == pytest.approx(-1.0) and m["EN"]["se"] == pytest.approx(0.0)
+    assert m["EN"]["share_better"] == 0.0 and m["EN"]["pairs"] == 2
+    # MSE (lower): -(0.01, 0.03) + (0.01, 0.01) = (0, -0.02): mean -0.01, SE std([0, -0.02]) / sqrt(2) = 0.01
+    assert m["MSE"]["diff"] == pytest.approx(-0.01) and m["MSE"]["se"] == pytest.approx(0.01)
+    # rSFe (|.|): best other by |mean| is dwt (0.2, 0.2); -|(-0.2, 0)| + 0.2 = (0, 0.2): mean 0.1, SE 0.1, one pair of two won
+    assert m["rSFe"]["other"] == "dwt" and m["rSFe"]["diff"] == pytest.approx(0.1) and m["rSFe"]["se"] == pytest.approx(0.1)
+    assert m["rSFe"]["share_better"] == 0.5
+    text = summarise(_hand_table())
+    assert "| rSFe | DWT | +0.1 ± 0.1 | 50 % of 2 |" in text
+    without = _hand_table().filter(pa.compute.equal(pa.compute.field("method"), "average"))
+    assert paired_margins(without) == {}
 
 
 def test_summarise_reports_worst():

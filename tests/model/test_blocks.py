@@ -57,6 +57,18 @@ def test_heads_map_to_the_image_range_and_blend_exactly():
     torch.testing.assert_close(head(big, mr, fn), ((mr + fn) / 2 + 0.2).clamp(0, 1))
 
 
+def test_salient_skip_mixes_the_max_rule_in_exactly():
+    logits = torch.randn(2, 1, 5, 6) * 3
+    mr, fn = torch.rand(2, 1, 5, 6), torch.rand(2, 1, 5, 6)
+    decoded = DirectHead()(logits, mr, fn)
+    torch.testing.assert_close(DirectHead(0.0)(logits, mr, fn), decoded, rtol=0, atol=0)
+    expected = 0.7 * decoded + 0.3 * torch.maximum(mr, fn)
+    torch.testing.assert_close(DirectHead(0.3)(logits, mr, fn), expected)
+    # where the decoder copies the max rule, the skip changes nothing
+    target = torch.maximum(mr, fn).clamp(0.01, 0.99)
+    torch.testing.assert_close(DirectHead(0.3)(torch.atanh(2 * target - 1), target, target), target)
+
+
 def test_coarse_module_uses_large_kernels_and_fine_small():
     cfm_kernels = {m.kernel_size[0] for m in CoarseFeatureModule(CFG).modules() if isinstance(m, torch.nn.Conv2d)}
     ffm_kernels = {m.kernel_size[0] for m in FineFeatureModule(CFG).modules() if isinstance(m, torch.nn.Conv2d)}
@@ -94,5 +106,12 @@ def test_config_validation_and_json():
         MdAFuseConfig(head="sum")
     with pytest.raises(ValueError, match="ffm_channels"):
         MdAFuseConfig(ffm_channels=())
+    with pytest.raises(ValueError, match=r"salient_skip must be in \[0, 1\)"):
+        MdAFuseConfig(salient_skip=1.0)
+    with pytest.raises(ValueError, match="'direct' head only"):
+        MdAFuseConfig(head="blend", salient_skip=0.2)
+    assert MdAFuseConfig.from_json(MdAFuseConfig(salient_skip=0.25).to_json()).salient_skip == 0.25
+    # weights written before the option existed load as the paper's head
+    assert MdAFuseConfig.from_json('{"head": "direct"}').salient_skip == 0.0
     cfg = MdAFuseConfig(features=8, ffm_channels=(8, 16))
     assert MdAFuseConfig.from_json(cfg.to_json()) == cfg

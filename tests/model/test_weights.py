@@ -49,7 +49,7 @@ def test_checksum_mismatch_and_bad_files(tmp_path):
 
 def test_shipped_weights_verify_and_are_small():
     path = default_weights_path()
-    assert path.is_file(), "shipped weights missing: see the command in mdafuse/weights/mdafuse_v2.md"
+    assert path.is_file(), "shipped weights missing: see the command in mdafuse/weights/mdafuse_v3.md"
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["sha256"] == file_sha256(path)
     assert path.stat().st_size < 5_000_000

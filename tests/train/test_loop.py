@@ -56,8 +56,14 @@ def test_fine_tuning_starts_from_given_weights(harvard_root, tmp_path):
     for (k, v1), v2 in zip(first.model.state_dict().items(), tuned.model.state_dict().values()):
         if "running" not in k and "num_batches" not in k:
             torch.testing.assert_close(v1, v2, rtol=0, atol=0, msg=k)
+    # a different salient_skip has no parameters of its own: the same tensors fit
+    skip = train(replace(zero_lr, model=replace(zero_lr.model, salient_skip=0.25)), tmp_path / "d", progress=False)
+    assert skip.model.config.salient_skip == 0.25
+    for (k, v1), v2 in zip(first.model.state_dict().items(), skip.model.state_dict().values()):
+        if "running" not in k and "num_batches" not in k:
+            torch.testing.assert_close(v1, v2, rtol=0, atol=0, msg=k)
     other = replace(zero_lr, model=MdAFuseConfig())
-    with pytest.raises(ValueError, match="differs from the configured"):
+    with pytest.raises(ValueError, match="does not fit the configured"):
         train(other, tmp_path / "c", progress=False)
 
 
@@ -76,4 +82,8 @@ def test_model_card_records_the_recipe(harvard_root, tmp_path):
     text = md.read_text()
     assert "starting from `base.safetensors` (fine-tuning)" in text
     assert "20 rSFe^2" in text and "4 (-EN(F) / 8)" in text and "VIF" not in text
+    assert "output tanh mapped to [0, 1]" in text and "salient skip" not in text
+    skip_cfg = replace(cfg, model=replace(cfg.model, salient_skip=0.4))
+    text = write_model_card(weights, sha, skip_cfg, result, validation, "mdafuse train ...").read_text()
+    assert "output `F = 0.6 (tanh + 1) / 2 + 0.4 max(MR, Y)` (salient skip)" in text
     assert json.loads(weights.with_suffix(".json").read_text())["sha256"] == sha
