@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mdafuse.baselines import average, dwt, gff, ihs, laplacian, maximum, minimum, pca
+from mdafuse.baselines import average, dwt, gff, ihs, laplacian, latlrr, maximum, minimum, pca
 
 __all__ = ["BASELINES", "fuse_color"]
 
@@ -25,6 +25,7 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "dwt": dwt.fuse,
     "ihs": ihs.fuse,
     "gff": gff.fuse,
+    "latlrr": latlrr.fuse,
 }
 
 # Methods with their own colour rule instead of "fuse Y, keep Cb/Cr".

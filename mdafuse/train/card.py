@@ -146,7 +146,7 @@ def write_model_card(weights: Path, sha256: str, cfg: TrainConfig, result: Train
     lines += [
         "## Benchmarks and choices",
         "",
-        "- Held-out comparison with eight classical baselines on every metric: `benchmarks/results/harvard/` "
+        "- Held-out comparison with the classical baselines on every metric: `benchmarks/results/harvard/` "
         "(`mdafuse benchmark MR-PET -o benchmarks/results/harvard/MR-PET`, same for MR-SPECT).",
         "- How the loss weights were chosen, and how far the 6-of-9 metric target is: `benchmarks/results/loss_study.md`, "
         "`benchmarks/results/metric_bounds.md`.",
