@@ -72,26 +72,27 @@ def latlrr(x: np.ndarray, config: LatLRRConfig = LatLRRConfig()) -> tuple[np.nda
     xtx = x.T @ x
     xxt = x @ x.T
     z = np.zeros((w, w))
-    l = np.zeros((h, h))
+    lx = np.zeros((h, h))  # the paper's L
     e = np.zeros((h, w))
     y1, y2, y3 = np.zeros((h, w)), np.zeros((w, w)), np.zeros((h, h))
     mu = config.mu
     inv_z = np.linalg.inv(np.eye(w) + xtx)
     inv_l = np.linalg.inv(np.eye(h) + xxt)
-    scale = max(float(np.linalg.norm(x)), 1e-12)
+    # stop once every constraint residual is below tol * ||X||_F (at least tol)
+    stop = config.tol * max(float(np.linalg.norm(x)), 1.0)
     for _ in range(config.max_iter):
         j = _svt(z + y2 / mu, 1.0 / mu)
-        s = _svt(l + y3 / mu, 1.0 / mu)
-        z = inv_z @ (x.T @ (x - l @ x - e) + j + (x.T @ y1 - y2) / mu)
-        l = ((x - x @ z - e) @ x.T + s + (y1 @ x.T - y3) / mu) @ inv_l
-        r = x - x @ z - l @ x
+        s = _svt(lx + y3 / mu, 1.0 / mu)
+        z = inv_z @ (x.T @ (x - lx @ x - e) + j + (x.T @ y1 - y2) / mu)
+        lx = ((x - x @ z - e) @ x.T + s + (y1 @ x.T - y3) / mu) @ inv_l
+        r = x - x @ z - lx @ x
         t = r + y1 / mu
         e = np.sign(t) * np.maximum(np.abs(t) - config.lam / mu, 0.0)
         leq1 = r - e
         leq2 = z - j
-        leq3 = l - s
-        if max(np.abs(leq1).max(), np.abs(leq2).max(), np.abs(leq3).max()) < config.tol * max(scale, 1.0):
-            return x @ z, l @ x, e
+        leq3 = lx - s
+        if max(np.abs(leq1).max(), np.abs(leq2).max(), np.abs(leq3).max()) < stop:
+            return x @ z, lx @ x, e
         y1 += mu * leq1
         y2 += mu * leq2
         y3 += mu * leq3
