@@ -19,6 +19,7 @@ LOSS_TERMS = {
     "contrast": "the shortfall of SD(F) below SD(max rule)",
     "mse_cap": "the excess of MSE(F) over the max rule's",
     "entropy": "-EN(F) / 8, soft-histogram entropy in bits",
+    "scd": "2 - SCD(F) (sum of correlations of differences)",
 }
 """One ``--w-<name>`` option per field of :class:`mdafuse.train.losses.LossWeights`."""
 

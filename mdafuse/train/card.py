@@ -66,6 +66,7 @@ def _loss_text(w: LossWeights) -> str:
         (w.contrast, "relu(SD(max) - SD(F)) / SD(max)"),
         (w.mse_cap, "relu(MSE(F) - MSE(max)) / MSE(max)"),
         (w.entropy, "(-EN(F) / 8) (soft histogram)"),
+        (w.scd, "(2 - SCD(F))"),
     ]
     return " + ".join(f"{weight:g} {text}" for weight, text in terms if weight)
 

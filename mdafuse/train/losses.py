@@ -45,6 +45,8 @@ class LossWeights:
             ``MSE`` the fusion MSE against both sources (a ceiling instead of a pull to the
             average: no more error than the max rule).
         entropy: weight of ``-EN(F) / 8`` (soft 256-bin histogram entropy in bits, per image).
+        scd: weight of ``2 - SCD`` with ``SCD = r(F - Y, MR) + r(F - MR, Y)`` per image, as the
+            metric (rewards each source's contribution to F being recoverable as F minus the other).
     """
 
     ssim_mr: float = 6.0
@@ -58,6 +60,7 @@ class LossWeights:
     contrast: float = 0.0
     mse_cap: float = 0.0
     entropy: float = 0.0
+    scd: float = 0.0
 
 
 def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -193,6 +196,8 @@ def fusion_loss(fused: torch.Tensor, mr: torch.Tensor, functional: torch.Tensor,
         extra.append(("mse_cap", weights.mse_cap, (F.relu(pair_mse(fused) - cap) / cap.clamp_min(1e-8)).mean()))
     if weights.entropy:
         extra.append(("entropy", weights.entropy, -soft_entropy(fused).mean() / 8.0))
+    if weights.scd:
+        extra.append(("scd", weights.scd, 2.0 - pearson(fused - functional, mr).mean() - pearson(fused - mr, functional).mean()))
     total = (
         weights.ssim_mr * l_ssim_mr
         + weights.ssim_functional * l_ssim_fn

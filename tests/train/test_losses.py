@@ -128,3 +128,22 @@ def test_soft_entropy_matches_the_en_metric_on_level_images():
     assert float(soft_entropy(half.detach())) == pytest.approx(1.0, abs=1e-9)
     soft_entropy(half).sum().backward()
     assert torch.isfinite(half.grad).all()
+
+
+def test_scd_term_matches_the_scd_metric():
+    import numpy as np
+
+    from mdafuse.metrics.statistics import scd
+
+    g = torch.Generator().manual_seed(7)
+    a, b = torch.rand(1, 1, 24, 24, generator=g, dtype=torch.float64), torch.rand(1, 1, 24, 24, generator=g, dtype=torch.float64)
+    f = (0.6 * a + 0.7 * b).clamp(0, 1)
+    w = LossWeights(ssim_mr=0, ssim_functional=0, intensity=0, gradient=0, correlation=0, fidelity=0, scd=1.0)
+    total, terms = fusion_loss(f, a, b, w)
+    expected = 2.0 - scd(a[0, 0].numpy(), b[0, 0].numpy(), f[0, 0].numpy())
+    assert terms["scd"] == pytest.approx(expected, rel=1e-4)  # pearson has a 1e-6 guard in its denominator
+    assert float(total) == pytest.approx(terms["scd"], rel=1e-12)
+    # F = A + B (unclipped) takes exactly each source: SCD = 2, the term vanishes
+    _, exact = fusion_loss(a + b, a, b, w)
+    assert exact["scd"] == pytest.approx(0.0, abs=1e-4)
+    assert np.isfinite(terms["scd"])
