@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from mdafuse.data import split_pairs
-from mdafuse.evaluation.benchmark import best_methods
+from mdafuse.evaluation.benchmark import MDAFUSE, best_methods, method_means
 from mdafuse.fusion.color import luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
@@ -51,22 +51,18 @@ def path_scores(dataset: str, fuser: Fuser, steps: tuple[float, ...], stride: in
 
 def baseline_best(results: Path, dataset: str) -> dict[str, tuple[str, float]]:
     """Best baseline (name, mean) per seed metric from a benchmark table."""
-    table = pq.read_table(results / dataset / "metrics.parquet").to_pylist()
-    methods = sorted({r["method"] for r in table if r["method"] != "mdafuse" and not r.get("error")})
-    means = {m: {k: float(np.mean([r[k] for r in table if r["method"] == m])) for k in SEED_METRICS} for m in methods}
+    _, stats = method_means(pq.read_table(results / dataset / "metrics.parquet"), SEED_METRICS)
     out = {}
     for k in SEED_METRICS:
-        best = best_methods({m: means[m][k] for m in methods}, METRICS[k].better)[0]
-        out[k] = (best, means[best][k])
+        means = {m: v[k][0] for m, v in stats.items() if m != MDAFUSE}
+        best = best_methods(means, METRICS[k].better)[0]
+        out[k] = (best, means[best])
     return out
 
 
 def beats(value: float, other: float, better: str) -> bool:
-    if better == "higher":
-        return value > other
-    if better == "lower":
-        return value < other
-    return abs(value) < abs(other)
+    """Strictly better than ``other`` in the metric's direction (a tie is not a win)."""
+    return best_methods({"path": value, "other": other}, better) == ["path"]
 
 
 def main() -> None:

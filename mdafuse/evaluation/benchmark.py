@@ -231,7 +231,8 @@ def _directions(table: pa.Table) -> dict[str, str]:
     return cols
 
 
-def _method_means(table: pa.Table, columns: Sequence[str]) -> tuple[list[str], dict[str, dict[str, tuple[float, float, int]]]]:
+def method_means(table: pa.Table, columns: Sequence[str]) -> tuple[list[str], dict[str, dict[str, tuple[float, float, int]]]]:
+    """Per method (in table order) and column: ``(mean, sample std, n)`` over the finite values."""
     methods = list(dict.fromkeys(table.column("method").to_pylist()))
     meth = np.array(table.column("method").to_pylist(), dtype=object)
     stats: dict[str, dict[str, tuple[float, float, int]]] = {}
@@ -317,11 +318,12 @@ def paired_margins(table: pa.Table) -> dict[str, dict[str, float | str]]:
         by_method.setdefault(r["method"], {})[r["pair"]] = r
     if MDAFUSE not in by_method or len(by_method) < 2:
         return {}
+    seeds = [c for c in SEED_METRICS if c in table.column_names]
+    _, stats = method_means(table, seeds)
     out: dict[str, dict[str, float | str]] = {}
-    for c in (c for c in SEED_METRICS if c in table.column_names):
+    for c in seeds:
         better = METRICS[c].better
-        others = {m: float(np.nanmean([r[c] for r in by_method[m].values() if r[c] is not None] or [np.nan])) for m in by_method if m != MDAFUSE}
-        best = best_methods(others, better)
+        best = best_methods({m: stats[m][c][0] for m in stats if m != MDAFUSE}, better)
         if not best:
             continue
         other = best[0]
@@ -366,7 +368,7 @@ def summarise(table: pa.Table) -> str:
     if not directions:
         raise ValueError(f"table has no metric columns; got columns {table.column_names}")
     cols = list(directions)
-    methods, stats = _method_means(table, cols)
+    methods, stats = method_means(table, cols)
     best = {c: set(best_methods({m: stats[m][c][0] for m in methods}, directions[c])) for c in cols}
     worst = {c: set(best_methods({m: stats[m][c][0] for m in methods}, directions[c], worst=True)) for c in cols}
 
@@ -512,7 +514,7 @@ def plot_metrics_chart(table: pa.Table, path: str | Path) -> Path:
     directions = _directions(table)
     directions.pop("seconds", None)
     cols = list(directions)
-    methods, stats = _method_means(table, cols)
+    methods, stats = method_means(table, cols)
     scores = {c: normalised_scores({m: stats[m][c][0] for m in methods}, directions[c]) for c in cols}
     fig = Figure(figsize=(max(6.0, 0.7 * len(cols) * max(1, len(methods)) / 3 + 3), 4.0), dpi=150, layout="constrained")
     ax = fig.add_subplot()

@@ -85,8 +85,8 @@ def _departure_text(model: MdAFuseConfig) -> str:
         return ""
     return (
         f"; a salient skip copies a share {model.salient_skip:g} of the output from the max rule of the two inputs (the paper keeps "
-        "salient content with the element-wise maximum in feature space only), which keeps bright uptake and anatomy exactly in "
-        "that share and raised SSIM to both sources without lowering contrast (`benchmarks/results/loss_study.md`)"
+        "salient content with the element-wise maximum in feature space only), so bright uptake and anatomy are kept exactly in "
+        "that share (why: `benchmarks/results/loss_study.md`)"
     )
 
 

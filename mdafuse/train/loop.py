@@ -107,16 +107,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
         pairs = pairs[:: max(1, len(pairs) // cfg.limit_pairs)][: cfg.limit_pairs]
     data = load_pairs(pairs)
     log.info("training on %d pairs from %s", len(pairs), ", ".join(cfg.datasets))
+    model = MdAFuseNet(cfg.model)
     if cfg.init_weights is not None:
         start_model, _ = load_model(cfg.init_weights)
-        model = MdAFuseNet(cfg.model)
         try:
             # a head setting without parameters (salient_skip) may differ; every tensor must match
             model.load_state_dict(start_model.state_dict(), strict=True)
         except RuntimeError as exc:
             raise ValueError(f"{cfg.init_weights}: its network {start_model.config} does not fit the configured {cfg.model}: {exc}") from exc
-    else:
-        model = MdAFuseNet(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history = 0, []
     if resume is not None:
