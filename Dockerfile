@@ -26,7 +26,7 @@ WORKDIR /opt/mdafuse
 COPY pyproject.toml README.md ./
 COPY mdafuse ./mdafuse
 COPY jobs ./jobs
-RUN pip install . && python -c "import mdafuse, jobs.fuse_cohort; from mdafuse.model.weights import load_model; load_model()"
+RUN pip install . && python -c "import mdafuse, jobs.fuse_cohort; from mdafuse.model.weights import load_model; load_model(); load_model(modality='SPECT')"
 
 RUN useradd --create-home --uid 1000 ray
 USER ray

@@ -69,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=["MR-PET", "MR-SPECT"])
     ap.add_argument("--stride", type=int, default=1, help="score every stride-th test pair (default: all)")
-    ap.add_argument("--weights", type=Path, default=None, help="MdAFuse weights (default: the shipped ones)")
+    ap.add_argument("--weights", type=Path, default=None, help="MdAFuse weights (default: the shipped ones for each dataset's modality)")
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results/harvard"), help="benchmark tables for the baselines")
     ap.add_argument("-o", "--out", type=Path, default=Path("benchmarks/results/copy_tradeoff"))
     args = ap.parse_args()
@@ -78,18 +78,19 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fuser = Fuser(args.weights)
+    fusers = {ds: Fuser(args.weights, modality=ds.split("-")[1]) for ds in args.datasets}
+    names = ", ".join(f"`{f.info.path.name}` ({ds})" for ds, f in fusers.items())
     lines = [
         "# From MdAFuse to the max rule: what MI and VIF cost",
         "",
-        f"Produced by `python benchmarks/copy_tradeoff.py` on {date.today().isoformat()} with `{fuser.info.path.name}`:",
+        f"Produced by `python benchmarks/copy_tradeoff.py` on {date.today().isoformat()} with {names}:",
         "`F_t = (1 - t) * MdAFuse + t * max(MR, Y)` on the luminance, every seed metric averaged over the test",
         f"series ({'every pair' if args.stride == 1 else f'every {args.stride}th pair'}). `*` marks a value better than every classical baseline; the last row",
         "of each table is the best baseline per metric (from the benchmark table).",
     ]
     fig, axes = plt.subplots(len(args.datasets), 1, figsize=(9, 3.4 * len(args.datasets)), squeeze=False)
     for ax, ds in zip(axes[:, 0], args.datasets):
-        scores = path_scores(ds, fuser, STEPS, args.stride)
+        scores = path_scores(ds, fusers[ds], STEPS, args.stride)
         best = baseline_best(args.results, ds)
         lines += ["", f"## {ds}", "", "| t | " + " | ".join(SEED_METRICS) + " | wins |", "|---" * (len(SEED_METRICS) + 2) + "|"]
         wins_at = {}

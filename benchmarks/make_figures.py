@@ -34,7 +34,7 @@ def main() -> None:
     for row, (ds, idx) in enumerate(PICKS):
         pair = split_pairs(ds, "test")[idx]
         mr, fn = read_pair(pair.mr, pair.functional)
-        fused = fuse_pair(mr, fn)
+        fused = fuse_pair(mr, fn, modality=ds.split("-")[1])
         enhanced = enhance(fused, fn, cfg)
         panels = [(mr, "MR"), (fn, ds.split("-")[1]), (fused, "MdAFuse fused"), (enhanced, "fused + enhancement"), (energy_map(luminance(fn), cfg.window), "functional energy")]
         for ax, (img, title) in zip(axes[row], panels):

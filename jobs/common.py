@@ -81,7 +81,9 @@ class JobConfig:
         cohort: cohort name (a hive partition value).
         run_id: run identifier (a hive partition value); rerunning the same id resumes.
         endpoint: S3 endpoint override (else the AWS variables).
-        weights: safetensors weights; None for the shipped model.
+        weights: safetensors weights; None for the shipped model of ``modality``.
+        modality: functional modality of the cohort (PET, SPECT, CT or DICOM PT, NM) choosing
+            the shipped weights when ``weights`` is None (SPECT has its own); None: the default.
         device: torch device of the workers ("cpu", "cuda").
         batch_size: slices per network call for volumes.
         slice_images: which slices get PNGs: "brain", "all" or "none".
@@ -95,6 +97,7 @@ class JobConfig:
     run_id: str
     endpoint: str | None = None
     weights: str | None = None
+    modality: str | None = None
     device: str = "cpu"
     batch_size: int = 4
     slice_images: str = "brain"
@@ -111,6 +114,9 @@ class JobConfig:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
         if self.slice_images not in ("brain", "all", "none"):
             raise ValueError(f"slice_images must be 'brain', 'all' or 'none'; got {self.slice_images!r}")
+        from mdafuse.model.weights import functional_modality
+
+        functional_modality(self.modality)  # raises on an unknown name before any worker starts
 
     @property
     def partition(self) -> str:
@@ -131,6 +137,8 @@ class JobConfig:
     def hash(self) -> str:
         """sha256 of the settings that change results (not the output place nor test hooks)."""
         keep = {k: v for k, v in asdict(self).items() if k in ("weights", "batch_size", "slice_images")}
+        if self.modality is not None:  # absent when unset, so runs started before the option resume
+            keep["modality"] = self.modality
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
 
@@ -236,7 +244,7 @@ class PairProcessor:
         if fuser is None:
             from mdafuse.fusion.pipeline import Fuser
 
-            fuser = Fuser(config.weights, device=config.device)
+            fuser = Fuser(config.weights, device=config.device, modality=config.modality)
         self.fuser = fuser
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         env_pid, env_marker = crash_hook_from_env()

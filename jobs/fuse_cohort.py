@@ -77,7 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus-per-worker", type=float, default=0.0, metavar="G", help="GPUs per fusion actor, e.g. 1 or 0.5 (default 0: CPU); needs a GPU in the cluster")
     p.add_argument("--batch-size", type=int, default=4, metavar="B", help="slices per network call for volumes (default 4)")
     p.add_argument("--pairs-per-block", type=int, default=None, metavar="K", help="pairs per Ray block (default: spread over ~4 blocks per worker)")
-    p.add_argument("--weights", metavar="FILE", help="safetensors weights (default: the shipped model)")
+    p.add_argument("--weights", metavar="FILE", help="safetensors weights (default: the shipped model for --modality)")
+    p.add_argument(
+        "--modality",
+        type=str.upper,
+        choices=("PET", "SPECT", "CT"),
+        default=None,
+        help="functional modality of the cohort; picks the shipped weights (SPECT: mdafuse_spect_v1; PET, CT and the default: mdafuse_v3)",
+    )
     p.add_argument("--slice-images", choices=("brain", "all", "none"), default="brain", help="which volume slices get fused/enhanced PNGs (default brain)")
     p.add_argument("--torch-threads", type=int, default=None, metavar="T", help="torch/OpenMP threads per actor (default: its CPU share, at least 1)")
     p.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint, e.g. http://127.0.0.1:8333 (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
@@ -344,7 +351,7 @@ def run_summary(cfg: JobConfig, n_pairs: int, n_skipped: int, n_submitted: int, 
         "model_version": versions,
         "config_sha256": cfg.hash(),
         "salt_is_default": default_salt,
-        "config": {"batch_size": cfg.batch_size, "slice_images": cfg.slice_images, "device": cfg.device, "weights": cfg.weights or "shipped"},
+        "config": {"batch_size": cfg.batch_size, "slice_images": cfg.slice_images, "device": cfg.device, "weights": cfg.weights or "shipped", "modality": cfg.modality},
         "versions": _versions(),
         "layout": {"images": cfg.images_root, "metrics": cfg.metrics_root, "run": cfg.run_root},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -387,6 +394,7 @@ def run(args: argparse.Namespace) -> dict:
         run_id=run_id,
         endpoint=args.s3_endpoint,
         weights=args.weights,
+        modality=args.modality,
         device="cuda" if args.num_gpus_per_worker > 0 else "cpu",
         batch_size=args.batch_size,
         slice_images=args.slice_images,

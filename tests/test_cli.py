@@ -18,11 +18,11 @@ def test_help_lists_commands(capsys):
         assert name in out
 
 
-def _pair(folder, name, rng, size=(40, 44)):
+def _pair(folder, name, rng, size=(40, 44), functional="PET"):
     write_image(folder / "MR" / name, rng.random(size))
     pet = np.zeros((*size, 3))
     pet[10:20, 10:20] = [1.0, 0.4, 0.0]
-    write_image(folder / "PET" / name, pet)
+    write_image(folder / functional / name, pet)
 
 
 def test_fuse_single_pair(tmp_path, capsys):
@@ -46,6 +46,20 @@ def test_fuse_folder_and_bad_pair(tmp_path, capsys):
     assert code == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
     assert "skipped c.png" in capsys.readouterr().out
+
+
+def test_fuse_modality_picks_the_shipped_weights(tmp_path):
+    """A SPECT/ folder (or --modality SPECT) fuses with the SPECT weights, --modality PET with the default."""
+    from mdafuse.fusion.pipeline import fuse_pair
+
+    _pair(tmp_path, "a.png", np.random.default_rng(2), functional="SPECT")
+    mr, spect = read_image(tmp_path / "MR" / "a.png"), read_image(tmp_path / "SPECT" / "a.png")
+    assert main(["fuse", "--pairs", str(tmp_path), "-o", str(tmp_path / "auto")]) == 0
+    assert main(["fuse", str(tmp_path / "MR" / "a.png"), str(tmp_path / "SPECT" / "a.png"), "--modality", "pet", "-o", str(tmp_path / "pet.png")]) == 0
+    expected = {m: np.rint(255 * fuse_pair(mr, spect, modality=m)) for m in ("SPECT", "PET")}
+    np.testing.assert_array_equal(np.rint(255 * read_image(tmp_path / "auto" / "a.png")), expected["SPECT"])
+    np.testing.assert_array_equal(np.rint(255 * read_image(tmp_path / "pet.png")), expected["PET"])
+    assert not np.array_equal(expected["SPECT"], expected["PET"])
 
 
 def test_fuse_missing_file_is_a_clear_error(tmp_path, capsys):

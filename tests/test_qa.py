@@ -120,6 +120,13 @@ def test_run_command_builds_job_call():
     assert job_command(args)[1:] == ["-m", "jobs.fuse_cohort", "--batch-size", "2", "--smoke-test"]
     args = build_parser().parse_args(["run", "c/", "--out", "o", "--slice-images", "all"])
     assert job_command(args)[1:] == ["-m", "jobs.fuse_cohort", "c/", "--out", "o", "--slice-images", "all"]
+    args = build_parser().parse_args(["run", "c/", "--out", "o", "--modality", "SPECT"])
+    assert job_command(args)[1:] == ["-m", "jobs.fuse_cohort", "c/", "--out", "o", "--modality", "SPECT"]
+    from jobs.fuse_cohort import build_parser as job_parser
+
+    assert job_parser().parse_args(["c/", "--out", "o", "--modality", "spect"]).modality == "SPECT"
+    with pytest.raises(SystemExit):
+        job_parser().parse_args(["c/", "--out", "o", "--modality", "MRI"])
 
 
 def test_qa_on_s3(s3_server, monkeypatch):

@@ -19,7 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("functional", nargs="?", type=Path, help="PET/SPECT/CT image of the same slice")
     p.add_argument("-o", "--out", type=Path, required=True, help="output image (single pair) or folder (--pairs)")
     p.add_argument("--pairs", type=Path, default=None, help="folder with MR/ and PET/ (or SPECT/, CT/) sub-folders")
-    p.add_argument("--weights", type=Path, default=None, help="safetensors weights (default: the shipped model)")
+    p.add_argument("--weights", type=Path, default=None, help="safetensors weights (default: the shipped model for --modality)")
+    p.add_argument(
+        "--modality",
+        type=str.upper,
+        choices=["PET", "SPECT", "CT"],
+        default=None,
+        help="functional modality; picks the shipped weights (SPECT has its own, PET and CT share the default). "
+        "Default: the functional folder's name with --pairs (SPECT/ or NM/ -> SPECT), otherwise the default weights",
+    )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--resample", action="store_true", help="resize the functional image to the MR size when they differ")
     p.add_argument("--enhance", action="store_true", help="also write the energy-enhanced image (<name>_enhanced.png)")
@@ -36,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from mdafuse.fusion.pipeline import Fuser
     from mdafuse.io.images import read_pair, write_image
 
-    fuser = Fuser(args.weights, args.device)
     if args.pairs is None:
+        fuser = Fuser(args.weights, args.device, args.modality)
         if args.mr is None or args.functional is None:
             raise ValueError("give MR and functional images, or --pairs DIR")
         mr, fn = read_pair(args.mr, args.functional, resample=args.resample)
@@ -56,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     pairs = [(mr_path, fn_path) for mr_path, fn_path in image_pair_paths(args.pairs) if fn_path is not None]
     if not pairs:
         raise FileNotFoundError(f"{args.pairs}: no file name appears in both MR/ and the functional folder")
+    fuser = Fuser(args.weights, args.device, args.modality or pairs[0][1].parent.name)
     failed = 0
     for mr_path, fn_path in tqdm(pairs, desc="fuse", unit="pair"):
         name = mr_path.name

@@ -18,6 +18,7 @@ _PASS_THROUGH: list[tuple[str, type, str]] = [
     ("--num-gpus-per-worker", float, "GPUs per fusion actor (0: CPU)"),
     ("--cpus-per-worker", float, "CPUs per fusion actor (fractional is fine)"),
     ("--weights", str, "safetensors weights (default: shipped)"),
+    ("--modality", str, "functional modality PET, SPECT or CT: picks the shipped weights (SPECT has its own)"),
     ("--s3-endpoint", str, "S3 endpoint URL"),
     ("--address", str, "Ray cluster address"),
     ("--limit", int, "process only the first N pairs"),

@@ -137,7 +137,8 @@ def run_benchmark(
         methods: names from :func:`available_methods`; all of them (MdAFuse first) by default.
         limit: benchmark only the first ``limit`` pairs (>= 1) of the split.
         split: ``"test"`` (default), ``"train"`` or ``"all"``; see :func:`resolve_pairs`.
-        weights: MdAFuse safetensors weights; the shipped weights when None.
+        weights: MdAFuse safetensors weights; when None, the shipped weights for the dataset's
+            functional modality (:data:`mdafuse.model.weights.MODALITY_WEIGHTS`).
         device: torch device for MdAFuse.
 
     Returns:
@@ -168,12 +169,12 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
 
     fuser = None
-    sha = None
+    sha = version = None
     if MDAFUSE in methods:
         from mdafuse.fusion.pipeline import Fuser
 
-        fuser = Fuser(weights=weights, device=device)
-        sha = fuser.weights_sha256
+        fuser = Fuser(weights=weights, device=device, modality=MODALITY_FOLDERS[name])
+        sha, version = fuser.weights_sha256, fuser.model_version
     logger.info("benchmark %s: %d pairs x %d methods -> %s", name, len(pairs), len(methods), out)
 
     metric_names = list(METRICS)
@@ -209,7 +210,7 @@ def run_benchmark(
         + [("seconds", pa.float64()), ("weights_sha256", pa.string())],
         metadata={
             b"mdafuse.benchmark": json.dumps(
-                {"dataset": name, "split": split, "pairs": len(pairs), "methods": methods, "weights_sha256": sha, "device": device}
+                {"dataset": name, "split": split, "pairs": len(pairs), "methods": methods, "weights": version, "weights_sha256": sha, "device": device}
             ).encode()
         },
     )
@@ -377,6 +378,9 @@ def summarise(table: pa.Table) -> str:
         lines.append(f"Dataset: {', '.join(dict.fromkeys(table.column('dataset').to_pylist()))}")
     if "pair" in table.column_names:
         lines.append(f"Pairs: {len(set(table.column('pair').to_pylist()))}; methods: {len(methods)}")
+    run = json.loads((table.schema.metadata or {}).get(b"mdafuse.benchmark", b"{}"))
+    if run.get("weights"):
+        lines.append(f"MdAFuse weights: {run['weights']} (sha256 {str(run.get('weights_sha256'))[:12]}...)")
     arrows = {"higher": "↑", "lower": "↓", "abs_lower": "→0"}
     lines += [
         "Mean ± std over pairs (luminance). Best per column in **bold**; ↑ higher is better, ↓ lower is better, →0 closest to 0 is better.",

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
-from mdafuse.model.weights import load_model
+from mdafuse.model.weights import functional_modality, load_model
 
 __all__ = ["Fuser", "fuse_pair"]
 
@@ -32,13 +32,15 @@ class Fuser:
     """One loaded network that fuses pairs; reuse it for many pairs (a Ray actor holds one).
 
     Args:
-        weights: safetensors file; None loads the weights shipped in the package.
+        weights: safetensors file; None loads the weights shipped in the package for ``modality``.
         device: torch device, e.g. "cpu" or "cuda".
+        modality: functional modality (PET, SPECT, CT or the DICOM codes PT, NM) that picks the
+            shipped weights when ``weights`` is None; ignored otherwise.
     """
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu", modality: str | None = None) -> None:
         self.device = torch.device(device)
-        self.model, self.info = load_model(weights, device=self.device)
+        self.model, self.info = load_model(weights, device=self.device, modality=modality)
 
     @property
     def weights_sha256(self) -> str:
@@ -72,19 +74,26 @@ class Fuser:
         return ycbcr_to_rgb(ycc)
 
 
-_DEFAULT: dict[tuple[str, str], Fuser] = {}
+_DEFAULT: dict[tuple[str, str, str | None], Fuser] = {}
 _LOCK = threading.Lock()
 
 
-def _cached_fuser(weights: str | Path | None, device: str) -> Fuser:
-    key = (str(weights), str(device))
+def _cached_fuser(weights: str | Path | None, device: str, modality: str | None) -> Fuser:
+    key = (str(weights), str(device), None if weights is not None else functional_modality(modality))
     with _LOCK:
         if key not in _DEFAULT:
-            _DEFAULT[key] = Fuser(weights, device)
+            _DEFAULT[key] = Fuser(weights, device, modality)
         return _DEFAULT[key]
 
 
-def fuse_pair(mr: np.ndarray, functional: np.ndarray, *, weights: str | Path | None = None, device: str = "cpu") -> np.ndarray:
+def fuse_pair(
+    mr: np.ndarray,
+    functional: np.ndarray,
+    *,
+    weights: str | Path | None = None,
+    device: str = "cpu",
+    modality: str | None = None,
+) -> np.ndarray:
     """Fuse an MR slice with a PET/SPECT (or CT) slice of the same size.
 
     Args:
@@ -92,9 +101,11 @@ def fuse_pair(mr: np.ndarray, functional: np.ndarray, *, weights: str | Path | N
         functional: ``(H, W)`` grey or ``(H, W, 3)`` RGB pseudo-colour, float32 in [0, 1].
         weights: safetensors weights (default: the shipped model, loaded once and cached).
         device: torch device.
+        modality: functional modality (PET, SPECT, CT; DICOM PT, NM) choosing the shipped
+            weights when ``weights`` is None (SPECT has its own; see ``MODALITY_WEIGHTS``).
 
     Returns:
         The fused image, float32 in [0, 1], with the functional image's layout: a colour functional
         image is fused in YCbCr (BT.601): its Y with the MR by the network, its Cb/Cr kept.
     """
-    return _cached_fuser(weights, device).fuse(mr, functional)
+    return _cached_fuser(weights, device, modality).fuse(mr, functional)

@@ -14,9 +14,24 @@ from safetensors.torch import load_file, save_file
 from mdafuse.model.config import MdAFuseConfig
 from mdafuse.model.network import MdAFuseNet
 
-__all__ = ["WeightsInfo", "DEFAULT_WEIGHTS", "default_weights_path", "save_weights", "load_model", "file_sha256"]
+__all__ = [
+    "WeightsInfo",
+    "DEFAULT_WEIGHTS",
+    "MODALITY_WEIGHTS",
+    "functional_modality",
+    "default_weights_path",
+    "save_weights",
+    "load_model",
+    "file_sha256",
+]
 
 DEFAULT_WEIGHTS = "mdafuse_v3.safetensors"
+#: Shipped weights trained for one functional modality; any other modality (PET, CT, unknown) gets
+#: DEFAULT_WEIGHTS, trained on MR-PET and MR-SPECT together. Why SPECT has its own:
+#: benchmarks/results/loss_study.md ("Per-modality weights").
+MODALITY_WEIGHTS = {"SPECT": "mdafuse_spect_v1.safetensors"}
+# DICOM Modality codes (PT, NM) and the names users write, to one functional modality name.
+_MODALITY_ALIASES = {"PET": "PET", "PT": "PET", "SPECT": "SPECT", "NM": "SPECT", "CT": "CT"}
 
 
 @dataclass(frozen=True)
@@ -38,9 +53,24 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def default_weights_path() -> Path:
-    """Path of the weights shipped inside the package."""
-    return Path(__file__).resolve().parent.parent / "weights" / DEFAULT_WEIGHTS
+def functional_modality(modality: str | None) -> str | None:
+    """``"PET"``, ``"SPECT"`` or ``"CT"`` for a modality name or DICOM code (PT, NM); None stays None.
+
+    Raises:
+        ValueError: a name that is none of these.
+    """
+    if modality is None:
+        return None
+    key = str(modality).strip().upper()
+    if key not in _MODALITY_ALIASES:
+        raise ValueError(f"unknown functional modality {modality!r}; use one of PET, SPECT, CT (or the DICOM codes PT, NM)")
+    return _MODALITY_ALIASES[key]
+
+
+def default_weights_path(modality: str | None = None) -> Path:
+    """Path of the weights shipped inside the package for ``modality`` (PET, SPECT, CT, or None)."""
+    name = MODALITY_WEIGHTS.get(functional_modality(modality) or "", DEFAULT_WEIGHTS)
+    return Path(__file__).resolve().parent.parent / "weights" / name
 
 
 def save_weights(model: MdAFuseNet, path: str | Path, version: str, extra: dict[str, str] | None = None) -> str:
@@ -60,15 +90,21 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(fh.metadata() or {})
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "cpu", expected_sha256: str | None = None) -> tuple[MdAFuseNet, WeightsInfo]:
+def load_model(
+    path: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    expected_sha256: str | None = None,
+    modality: str | None = None,
+) -> tuple[MdAFuseNet, WeightsInfo]:
     """Load an eval-mode network from a safetensors file (the shipped weights by default).
 
+    Without ``path`` the shipped weights for ``modality`` are loaded (:func:`default_weights_path`).
     The shipped file is checked against the sha256 recorded in its model card; any file is
     checked against ``expected_sha256`` when given. Loading is strict: missing or unexpected
     tensors raise.
     """
     shipped = path is None
-    path = default_weights_path() if shipped else Path(path)
+    path = default_weights_path(modality) if shipped else Path(path)
     if not path.is_file():
         hint = " (the package is missing its weights; reinstall mdafuse)" if shipped else ""
         raise FileNotFoundError(f"{path}: weights file not found{hint}")

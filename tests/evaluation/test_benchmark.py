@@ -27,11 +27,11 @@ from mdafuse.metrics import METRICS, SEED_METRICS
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _make_dataset(root: Path, n: int = 3, size: int = 64) -> Path:
-    """A tiny MR-PET folder: grey MR disks with texture, PET-like RGB blobs (red/yellow on black)."""
-    folder = root / "MR-PET"
+def _make_dataset(root: Path, n: int = 3, size: int = 64, modality: str = "PET") -> Path:
+    """A tiny MR-PET (or MR-SPECT) folder: grey MR disks with texture, RGB blobs (red/yellow on black)."""
+    folder = root / f"MR-{modality}"
     (folder / "MR").mkdir(parents=True)
-    (folder / "PET").mkdir()
+    (folder / modality).mkdir()
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / size
     for i in range(n):
@@ -41,7 +41,7 @@ def _make_dataset(root: Path, n: int = 3, size: int = 64) -> Path:
         rgb = np.stack([np.clip(2 * blob, 0, 1), np.clip(2 * blob - 0.8, 0, 1), 0.2 * blob], axis=-1)
         name = f"30{i:03d}.png"
         Image.fromarray(np.uint8(np.rint(255 * np.clip(mr, 0, 1)))).save(folder / "MR" / name)
-        Image.fromarray(np.uint8(np.rint(255 * rgb))).save(folder / "PET" / name)
+        Image.fromarray(np.uint8(np.rint(255 * rgb))).save(folder / modality / name)
     return folder
 
 
@@ -90,11 +90,25 @@ def test_run_benchmark_writes_everything(tmp_path):
     assert "| method |" in summary and "GFF" in summary
     if weights is not None:
         assert "Only" not in summary and "MdAFuse is best on" in summary and f"of {len(SEED_METRICS)} seed metrics" in summary
+        from mdafuse.model.weights import file_sha256
+
+        assert f"MdAFuse weights: test-random (sha256 {file_sha256(weights)[:12]}...)" in summary
     for name in ("comparison.png", "metrics_chart.png"):
         data = (out / name).read_bytes()
         assert data[:8] == PNG_MAGIC
         with Image.open(out / name) as img:
             assert img.width > 300 and img.height > 200
+
+
+@pytest.mark.parametrize("modality", ["PET", "SPECT"])
+def test_benchmark_default_weights_follow_the_modality(tmp_path, modality):
+    pytest.importorskip("torch")
+    from mdafuse.model.weights import default_weights_path, file_sha256
+
+    folder = _make_dataset(tmp_path / "data", n=1, size=48, modality=modality)
+    table = run_benchmark(folder, tmp_path / "out", methods=["mdafuse"])
+    assert table.column("weights_sha256").to_pylist() == [file_sha256(default_weights_path(modality))]
+    assert f"MdAFuse weights: {default_weights_path(modality).stem}" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_run_benchmark_limit_and_bad_input(tmp_path):

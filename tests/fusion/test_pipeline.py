@@ -10,6 +10,7 @@ from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
 from mdafuse.fusion.pipeline import Fuser, fuse_pair
 from mdafuse.io.images import read_pair
 from mdafuse.metrics import compute_all
+from mdafuse.model.weights import default_weights_path
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +58,25 @@ def test_bad_input_raises(fuser):
         fuser.fuse(np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.float32))
 
 
+def test_modality_selects_shipped_weights(fuser):
+    rng = np.random.default_rng(3)
+    mr, fn = rng.random((48, 40), dtype=np.float32), rng.random((48, 40, 3), dtype=np.float32)
+    spect = Fuser(default_weights_path("SPECT"))
+    np.testing.assert_array_equal(fuse_pair(mr, fn, modality="NM"), spect.fuse(mr, fn))
+    np.testing.assert_array_equal(fuse_pair(mr, fn, modality="PET"), fuser.fuse(mr, fn))
+    assert spect.weights_sha256 != fuser.weights_sha256
+    assert not np.allclose(spect.fuse(mr, fn), fuser.fuse(mr, fn), atol=1e-3)
+    # explicit weights win over the modality
+    assert Fuser(default_weights_path(), modality="SPECT").weights_sha256 == fuser.weights_sha256
+    with pytest.raises(ValueError, match="unknown functional modality"):
+        fuse_pair(mr, fn, modality="US")
+
+
 @pytest.mark.parametrize("dataset", ["MR-PET", "MR-SPECT"])
 def test_real_held_out_pair_keeps_anatomy_and_uptake(harvard_root, dataset):
     pair = split_pairs(dataset, "test", harvard_root.parent)[5]
     mr, fn = read_pair(pair.mr, pair.functional)
-    fused = fuse_pair(mr, fn)
+    fused = fuse_pair(mr, fn, modality=dataset.split("-")[1])
     assert fused.shape == fn.shape
     fy, y = rgb_to_ycbcr(fused)[..., 0], rgb_to_ycbcr(fn)[..., 0]
     scores = compute_all(mr, y, fy)

@@ -141,11 +141,32 @@ def test_config_validation_and_crash_hook(monkeypatch):
         JobConfig(out="/tmp/x", cohort="c", run_id="a/b")
     with pytest.raises(ValueError, match="slice_images"):
         JobConfig(out="/tmp/x", cohort="c", run_id="r", slice_images="some")
+    with pytest.raises(ValueError, match="unknown functional modality 'MRI'"):
+        JobConfig(out="/tmp/x", cohort="c", run_id="r", modality="MRI")
     monkeypatch.setenv("MDAFUSE_INJECT_CRASH", "abc:/tmp/marker")
     assert crash_hook_from_env() == ("abc", "/tmp/marker")
     monkeypatch.setenv("MDAFUSE_INJECT_CRASH", "abc")
     with pytest.raises(ValueError, match="pair_id"):
         crash_hook_from_env()
+
+
+def test_config_hash_modality():
+    """The modality changes the hash only when set, so runs started before the option still resume."""
+    import hashlib
+    import json
+
+    plain = JobConfig(out="/tmp/x", cohort="c", run_id="r")
+    settings = {"weights": None, "batch_size": 4, "slice_images": "brain"}
+    assert plain.hash() == hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    spect = JobConfig(out="/tmp/x", cohort="c", run_id="r", modality="SPECT")
+    assert spect.hash() not in (plain.hash(), JobConfig(out="/tmp/x", cohort="c", run_id="r", modality="PET").hash())
+
+
+def test_processor_uses_modality_weights(tmp_path):
+    from mdafuse.model.weights import default_weights_path, file_sha256
+
+    proc = PairProcessor(JobConfig(out=str(tmp_path / "out"), cohort="png", run_id="m", modality="NM"))
+    assert proc.fuser.weights_sha256 == file_sha256(default_weights_path("SPECT"))
 
 
 def _png_pair(tmp_path):

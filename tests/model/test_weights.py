@@ -11,7 +11,15 @@ import pytest
 import torch
 
 from mdafuse.model.network import MdAFuseNet
-from mdafuse.model.weights import default_weights_path, file_sha256, load_model, save_weights
+from mdafuse.model.weights import (
+    DEFAULT_WEIGHTS,
+    MODALITY_WEIGHTS,
+    default_weights_path,
+    file_sha256,
+    functional_modality,
+    load_model,
+    save_weights,
+)
 
 GOLDEN = Path(__file__).parent / "golden_output.json"
 
@@ -47,13 +55,32 @@ def test_checksum_mismatch_and_bad_files(tmp_path):
         load_model(tmp_path / "junk.safetensors")
 
 
-def test_shipped_weights_verify_and_are_small():
-    path = default_weights_path()
-    assert path.is_file(), "shipped weights missing: see the command in mdafuse/weights/mdafuse_v3.md"
+@pytest.mark.parametrize("modality", [None, *MODALITY_WEIGHTS])
+def test_shipped_weights_verify_and_are_small(modality):
+    path = default_weights_path(modality)
+    assert path.is_file(), f"shipped weights missing: see the command in {path.with_suffix('.md')}"
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["sha256"] == file_sha256(path)
     assert path.stat().st_size < 5_000_000
     assert card["validation_test_series"]["MR-PET"]["pairs"] > 0
+    model, info = load_model(modality=modality)  # checks the card's sha256 too
+    assert info.path == path and not model.training
+
+
+@pytest.mark.parametrize(
+    ("modality", "expected"),
+    [(None, None), ("PET", "PET"), ("pt", "PET"), ("SPECT", "SPECT"), ("NM", "SPECT"), (" spect ", "SPECT"), ("CT", "CT")],
+)
+def test_functional_modality_names(modality, expected):
+    assert functional_modality(modality) == expected
+
+
+def test_modality_picks_shipped_weights():
+    assert default_weights_path().name == DEFAULT_WEIGHTS
+    assert default_weights_path("PET").name == default_weights_path("CT").name == DEFAULT_WEIGHTS
+    assert default_weights_path("SPECT").name == default_weights_path("NM").name == MODALITY_WEIGHTS["SPECT"] != DEFAULT_WEIGHTS
+    with pytest.raises(ValueError, match="unknown functional modality 'MRI'"):
+        default_weights_path("MRI")
 
 
 def test_shipped_weights_deterministic_and_golden():
