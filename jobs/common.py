@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from mdafuse import storage
 from mdafuse.cohort import IMAGE_KIND
+from mdafuse.modality import functional_modality
 
 log = logging.getLogger("jobs.common")
 
@@ -114,8 +115,6 @@ class JobConfig:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
         if self.slice_images not in ("brain", "all", "none"):
             raise ValueError(f"slice_images must be 'brain', 'all' or 'none'; got {self.slice_images!r}")
-        from mdafuse.model.weights import functional_modality
-
         functional_modality(self.modality)  # raises on an unknown name before any worker starts
 
     @property
@@ -230,26 +229,43 @@ def _window_pet(pet) -> tuple[np.ndarray, str]:
 
 
 class PairProcessor:
-    """Fuse, enhance, score and write one pair at a time with one loaded model.
+    """Fuse, enhance, score and write one pair at a time with one loaded model per modality.
 
     Args:
         config: the job configuration.
         fuser: an object with ``fuse(mr, functional)``, ``fuse_batch(mr, fy)``, ``weights_sha256``
-            and ``model_version`` (default: :class:`mdafuse.fusion.pipeline.Fuser`).
+            and ``model_version``, used for every pair (default: :class:`mdafuse.fusion.pipeline.Fuser`
+            with ``config.weights``, or the shipped weights for ``config.modality``; when neither is
+            set, a pair whose ``modality`` has its own shipped weights, e.g. SPECT, gets those).
     """
 
     def __init__(self, config: JobConfig, fuser=None) -> None:
         self.config = config
         limit_threads(config.torch_threads)
+        self._one_model = fuser is not None or config.weights is not None or config.modality is not None
         if fuser is None:
             from mdafuse.fusion.pipeline import Fuser
 
             fuser = Fuser(config.weights, device=config.device, modality=config.modality)
         self.fuser = fuser
+        self._by_modality: dict[str, object] = {}
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         env_pid, env_marker = crash_hook_from_env()
         self.crash_on = config.crash_on or env_pid
         self.crash_marker = config.crash_marker or env_marker
+
+    def fuser_for(self, pair: dict):
+        """The model for ``pair``: the configured one, or the shipped weights for the pair's modality."""
+        from mdafuse.model.weights import MODALITY_WEIGHTS
+
+        modality = functional_modality(pair.get("modality") or None)
+        if self._one_model or modality not in MODALITY_WEIGHTS:
+            return self.fuser
+        if modality not in self._by_modality:
+            from mdafuse.fusion.pipeline import Fuser
+
+            self._by_modality[modality] = Fuser(None, device=self.config.device, modality=modality)
+        return self._by_modality[modality]
 
     # ------------------------------------------------------------------ one pair
     def process(self, pair: dict) -> dict:
@@ -258,9 +274,10 @@ class PairProcessor:
         pid = pair["pair_id"]
         prefix = storage.join(cfg.images_root, pid)
         done_uri = storage.join(prefix, "done.json")
+        fuser = self.fuser_for(pair)
         try:
             previous = json.loads(storage.read_bytes(done_uri, cfg.endpoint))
-            if previous.get("status") == "ok" and previous.get("weights_sha256") == self.fuser.weights_sha256:
+            if previous.get("status") == "ok" and previous.get("weights_sha256") == fuser.weights_sha256:
                 log.info("pair %s already done; reusing its record", pid)
                 return previous
         except FileNotFoundError:
@@ -269,8 +286,8 @@ class PairProcessor:
             log.warning("pair %s: unreadable done record (%s); recomputing", pid, scrub_locations(f"{type(exc).__name__}: {exc}", pair, ""))
         self._maybe_crash(pid)
         row = empty_row(pair)
-        row["model_version"] = str(self.fuser.model_version)
-        row["weights_sha256"] = str(self.fuser.weights_sha256)
+        row["model_version"] = str(fuser.model_version)
+        row["weights_sha256"] = str(fuser.weights_sha256)
         row["worker"] = self.worker
         t0 = time.perf_counter()
         work = tempfile.mkdtemp(prefix="mdafuse-pair-")
@@ -281,9 +298,9 @@ class PairProcessor:
             if not pair.get("pet"):
                 raise ValueError("missing PET location")
             if pair["kind"] == IMAGE_KIND:
-                self._image_pair(pair, row, prefix, work, warnings)
+                self._image_pair(fuser, pair, row, prefix, work, warnings)
             else:
-                self._volume_pair(pair, row, prefix, work, warnings)
+                self._volume_pair(fuser, pair, row, prefix, work, warnings)
             row["status"] = "ok"
             row["images_uri"] = prefix
         except Exception as exc:  # noqa: BLE001 - a bad pair becomes an error row; the job goes on
@@ -317,7 +334,7 @@ class PairProcessor:
     def _put(self, uri: str, data: bytes) -> None:
         storage.write_bytes(uri, data, self.config.endpoint)
 
-    def _image_pair(self, pair: dict, row: dict, prefix: str, work: str, warnings: list[str]) -> None:
+    def _image_pair(self, fuser, pair: dict, row: dict, prefix: str, work: str, warnings: list[str]) -> None:
         from mdafuse.fusion.enhance import enhance
         from mdafuse.io.images import read_pair
         from mdafuse.metrics import compute_all
@@ -329,7 +346,7 @@ class PairProcessor:
         row["t_read_s"] = time.perf_counter() - t
         row.update(n_slices=1, height=int(mr.shape[0]), width=int(mr.shape[1]))
         t = time.perf_counter()
-        fused = self.fuser.fuse(mr, fn)
+        fused = fuser.fuse(mr, fn)
         row["t_fuse_s"] = time.perf_counter() - t
         t = time.perf_counter()
         enhanced = enhance(fused, fn)
@@ -345,7 +362,7 @@ class PairProcessor:
             self._put(storage.join(prefix, "enhanced_000.png"), _png_bytes(enhanced))
         row["t_write_s"] = time.perf_counter() - t
 
-    def _volume_pair(self, pair: dict, row: dict, prefix: str, work: str, warnings: list[str]) -> None:
+    def _volume_pair(self, fuser, pair: dict, row: dict, prefix: str, work: str, warnings: list[str]) -> None:
         from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
         from mdafuse.fusion.enhance import enhance
         from mdafuse.io.nifti import write_nifti
@@ -375,7 +392,7 @@ class PairProcessor:
         fused_y = np.empty((nz, ny, nx), dtype=np.float32)
         for start in range(0, nz, cfg.batch_size):
             stop = min(nz, start + cfg.batch_size)
-            fused_y[start:stop] = self.fuser.fuse_batch(mr_n[start:stop], ycc[start:stop, ..., 0])
+            fused_y[start:stop] = fuser.fuse_batch(mr_n[start:stop], ycc[start:stop, ..., 0])
         ycc[..., 0] = fused_y
         fused = ycbcr_to_rgb(ycc)
         row["t_fuse_s"] = time.perf_counter() - t

@@ -4,7 +4,8 @@
 (the work units of the cohort job, :data:`PAIR_SCHEMA`):
 
 * a manifest (``.csv`` or ``.parquet``, local or ``s3://``) with columns ``subject``,
-  ``session`` (or ``timepoint``), ``mr``, ``pet`` and optionally ``label``. ``mr``/``pet`` are
+  ``session`` (or ``timepoint``), ``mr``, ``pet`` and optionally ``label`` and ``modality``
+  (PET, SPECT, CT; DICOM PT, NM). ``mr``/``pet`` are
   DICOM series folders, NIfTI files or 2-D images, absolute, ``s3://`` or relative to the
   manifest's folder; an empty ``pet`` is kept (the job reports the pair as an error);
 * a DICOM tree: MR and PT/NM series are paired when they share StudyInstanceUID and
@@ -12,6 +13,10 @@
   of the PatientID and the session the study's rank within the subject;
 * a folder of 2-D pairs: ``MR/`` beside ``PET/`` (or ``SPECT/``, ``CT/``) with equal file names,
   as the Harvard atlas folders.
+
+Each row carries the functional ``modality`` (PET, SPECT, CT, or empty when unknown): from the
+manifest, the partner series' DICOM Modality (PT, NM) or the functional folder's name; the cohort
+job picks the shipped weights by it (:data:`mdafuse.model.weights.MODALITY_WEIGHTS`).
 
 Identifiers are pseudonymised: ``subject_id`` is :func:`mdafuse.io.volume.pseudonym` of the
 subject, ``pair_id`` the same salted sha256 of ``cohort|subject|session``. The raw subject value
@@ -30,6 +35,7 @@ import pyarrow as pa
 
 from mdafuse import storage
 from mdafuse.io.volume import pseudonym
+from mdafuse.modality import functional_modality
 
 __all__ = ["PAIR_SCHEMA", "IMAGE_SUFFIXES", "VOLUME_KIND", "IMAGE_KIND", "pair_id", "pair_kind", "build_pair_table", "read_manifest", "image_pair_paths", "discover_image_pairs", "discover_dicom_pairs", "PairSource"]
 
@@ -51,6 +57,7 @@ PAIR_SCHEMA = pa.schema(
         ("mr_series_uid", pa.string()),
         ("pet_series_uid", pa.string()),
         ("label", pa.string()),
+        ("modality", pa.string()),
     ]
 )
 
@@ -133,7 +140,7 @@ def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = Non
     text = str(uri)
     data = storage.read_bytes(text, endpoint)
     if text.lower().endswith(".csv"):
-        convert = pacsv.ConvertOptions(strings_can_be_null=False, column_types={c: pa.string() for c in ("subject", "session", "timepoint", "mr", "pet", "label")})
+        convert = pacsv.ConvertOptions(strings_can_be_null=False, column_types={c: pa.string() for c in ("subject", "session", "timepoint", "mr", "pet", "label", "modality")})
         table = pacsv.read_csv(io.BytesIO(data), convert_options=convert)
     else:
         table = pq.read_table(io.BytesIO(data))
@@ -141,7 +148,7 @@ def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = Non
     session_col = "session" if "session" in cols else "timepoint" if "timepoint" in cols else None
     missing = [c for c in ("subject", "mr", "pet") if c not in cols] + ([] if session_col else ["session (or timepoint)"])
     if missing:
-        raise ValueError(f"{text}: manifest lacks column(s) {missing}; expected subject, session/timepoint, mr, pet[, label]")
+        raise ValueError(f"{text}: manifest lacks column(s) {missing}; expected subject, session/timepoint, mr, pet[, label, modality]")
     if table.num_rows == 0:
         raise ValueError(f"{text}: manifest has no rows")
     base = text.rsplit("/", 1)[0] if storage.is_s3(text) else str(Path(text).resolve().parent)
@@ -158,6 +165,10 @@ def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = Non
         seen.add(pid)
         mr = _resolve("" if rec["mr"] is None else str(rec["mr"]), base)
         pet = _resolve("" if rec["pet"] is None else str(rec["pet"]), base)
+        try:
+            modality = functional_modality(None if rec.get("modality") is None else str(rec["modality"])) or ""
+        except ValueError as exc:
+            raise ValueError(f"{text}: row {i + 1}: {exc}") from None
         rows.append(
             {
                 "pair_id": pid,
@@ -169,6 +180,7 @@ def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = Non
                 "mr_series_uid": "",
                 "pet_series_uid": "",
                 "label": "" if rec.get("label") is None else str(rec["label"]),
+                "modality": modality,
             }
         )
     return _table(rows)
@@ -211,6 +223,7 @@ def discover_image_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
                 "mr_series_uid": "",
                 "pet_series_uid": "",
                 "label": "",
+                "modality": (functional_modality(fn.parent.name) or "") if fn is not None else "",
             }
         )
     if not rows:
@@ -288,6 +301,7 @@ def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
                 "mr_series_uid": mr.series_uid,
                 "pet_series_uid": pet.series_uid if pet else "",
                 "label": "",
+                "modality": (functional_modality(pet.modality) or "") if pet else "",
             }
         )
     return _table(rows)

@@ -34,6 +34,7 @@ def test_csv_manifest_relative_paths_and_timepoint(tmp_path):
     assert a["pair_id"] == pair_id("coh", "P-7", "1", salt="x")
     b = next(r for r in table.to_pylist() if r["mr"].startswith("s3://"))
     assert b["pet"] == "" and b["kind"] == IMAGE_KIND
+    assert a["modality"] == b["modality"] == ""  # no modality column: unknown
     assert "P-7" not in str(table.to_pylist())  # the raw subject is not kept
     assert table.column("pair_id").to_pylist() == sorted(table.column("pair_id").to_pylist())
 
@@ -42,6 +43,15 @@ def test_parquet_manifest(tmp_path):
     pq.write_table(pa.table({"subject": ["a", "b"], "session": ["s1", "s1"], "mr": ["x.png", "y.png"], "pet": ["x2.png", "y2.png"]}), tmp_path / "m.parquet")
     src = build_pair_table(tmp_path / "m.parquet", "c")
     assert src.source_kind == "manifest" and src.table.num_rows == 2
+
+
+def test_manifest_modality_column(tmp_path):
+    (tmp_path / "m.csv").write_text("subject,session,mr,pet,modality\na,1,m.png,p.png,NM\nb,1,m.png,p.png,pet\nc,1,m.png,p.png,\n")
+    rows = {r["mr"] + r["session"] + r["pair_id"]: r["modality"] for r in read_manifest(tmp_path / "m.csv", "c").to_pylist()}
+    assert sorted(rows.values()) == ["", "PET", "SPECT"]
+    (tmp_path / "bad.csv").write_text("subject,session,mr,pet,modality\na,1,m.png,p.png,NM\nb,1,m.png,p.png,US\n")
+    with pytest.raises(ValueError, match=r"bad.csv: row 2: unknown functional modality 'US'"):
+        read_manifest(tmp_path / "bad.csv", "c")
 
 
 def test_bad_manifests(tmp_path):
@@ -76,6 +86,9 @@ def test_harvard_folder_discovery(harvard_root):
     assert set(src.table.column("kind").to_pylist()) == {IMAGE_KIND}
     assert all(r["pet"].endswith(r["mr"].rsplit("/", 1)[1]) for r in src.table.to_pylist())
     assert len(set(src.table.column("pair_id").to_pylist())) == 176
+    assert set(src.table.column("modality").to_pylist()) == {"PET"}
+    spect = build_pair_table(harvard_root / "MR-SPECT", "harvard-spect").table
+    assert set(spect.column("modality").to_pylist()) == {"SPECT"}
 
 
 def _write_header_only_dicom(path, modality: str, patient: str, study_uid: str, series_uid: str, date: str | None, time: str | None) -> None:
@@ -113,11 +126,14 @@ def test_dicom_sessions_follow_study_date_not_uid(tmp_path):
         ("1.2.9.4", None, None),  # no date: last
     ]
     for i, (uid, date, time) in enumerate(studies):
-        for mod in ("MR", "PT"):
-            _write_header_only_dicom(tmp_path / f"s{i}" / mod / "1.dcm", mod, "PAT-SECRET", uid, f"{uid}.{2 if mod == 'PT' else 1}", date, time)
+        # the last study has a SPECT (NM) partner instead of a PET one
+        for mod in ("MR", "NM" if i == 3 else "PT"):
+            _write_header_only_dicom(tmp_path / f"s{i}" / mod / "1.dcm", mod, "PAT-SECRET", uid, f"{uid}.{1 if mod == 'MR' else 2}", date, time)
     table = build_pair_table(tmp_path, "c", salt="x").table
     assert table.num_rows == 4
     by_uid = {r["mr_series_uid"].rsplit(".", 1)[0]: r["session"] for r in table.to_pylist()}
     assert by_uid == {"1.2.9.3": "ses-01", "1.2.9.2": "ses-02", "1.2.9.1": "ses-03", "1.2.9.4": "ses-04"}
+    modality = {r["session"]: r["modality"] for r in table.to_pylist()}
+    assert modality == {"ses-01": "PET", "ses-02": "PET", "ses-03": "PET", "ses-04": "SPECT"}
     text = str(table.to_pylist())
     assert "2023" not in text and "2024" not in text and "PAT-SECRET" not in text

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
-from mdafuse.model.weights import functional_modality, load_model
+from mdafuse.modality import functional_modality
+from mdafuse.model.weights import load_model
 
 __all__ = ["Fuser", "fuse_pair"]
 

@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from mdafuse.modality import functional_modality
 from mdafuse.model.config import MdAFuseConfig
 from mdafuse.model.network import MdAFuseNet
 
@@ -28,10 +29,8 @@ __all__ = [
 DEFAULT_WEIGHTS = "mdafuse_v3.safetensors"
 #: Shipped weights trained for one functional modality; any other modality (PET, CT, unknown) gets
 #: DEFAULT_WEIGHTS, trained on MR-PET and MR-SPECT together. Why SPECT has its own:
-#: benchmarks/results/loss_study.md ("Per-modality weights").
+#: benchmarks/results/loss_study.md (fourth study).
 MODALITY_WEIGHTS = {"SPECT": "mdafuse_spect_v1.safetensors"}
-# DICOM Modality codes (PT, NM) and the names users write, to one functional modality name.
-_MODALITY_ALIASES = {"PET": "PET", "PT": "PET", "SPECT": "SPECT", "NM": "SPECT", "CT": "CT"}
 
 
 @dataclass(frozen=True)
@@ -51,20 +50,6 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def functional_modality(modality: str | None) -> str | None:
-    """``"PET"``, ``"SPECT"`` or ``"CT"`` for a modality name or DICOM code (PT, NM); None stays None.
-
-    Raises:
-        ValueError: a name that is none of these.
-    """
-    if modality is None:
-        return None
-    key = str(modality).strip().upper()
-    if key not in _MODALITY_ALIASES:
-        raise ValueError(f"unknown functional modality {modality!r}; use one of PET, SPECT, CT (or the DICOM codes PT, NM)")
-    return _MODALITY_ALIASES[key]
 
 
 def default_weights_path(modality: str | None = None) -> Path:

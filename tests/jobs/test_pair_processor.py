@@ -162,11 +162,22 @@ def test_config_hash_modality():
     assert spect.hash() not in (plain.hash(), JobConfig(out="/tmp/x", cohort="c", run_id="r", modality="PET").hash())
 
 
-def test_processor_uses_modality_weights(tmp_path):
+def test_processor_picks_weights_by_modality(tmp_path):
+    """Without --weights/--modality each pair gets the shipped weights of its own modality."""
     from mdafuse.model.weights import default_weights_path, file_sha256
 
-    proc = PairProcessor(JobConfig(out=str(tmp_path / "out"), cohort="png", run_id="m", modality="NM"))
-    assert proc.fuser.weights_sha256 == file_sha256(default_weights_path("SPECT"))
+    spect_sha, default_sha = file_sha256(default_weights_path("SPECT")), file_sha256(default_weights_path())
+    pet_pair = next(p for p in _png_pair(tmp_path) if p["pet"] and "good0" in p["pet"])
+    assert pet_pair["modality"] == "PET"
+    spect_pair = {**pet_pair, "pair_id": pet_pair["pair_id"] + "s", "modality": "SPECT"}
+    proc = PairProcessor(JobConfig(out=str(tmp_path / "out"), cohort="png", run_id="m"))
+    rows = [proc.process(p) for p in (pet_pair, spect_pair, {**pet_pair, "pair_id": "unknown", "modality": ""})]
+    assert [r["status"] for r in rows] == ["ok"] * 3, [r["error"] for r in rows]
+    assert [r["weights_sha256"] for r in rows] == [default_sha, spect_sha, default_sha]
+    assert rows[1]["model_version"] == "mdafuse_spect_v1"
+    # a configured modality (or weights file) is used for every pair
+    fixed = PairProcessor(JobConfig(out=str(tmp_path / "out2"), cohort="png", run_id="m", modality="NM"))
+    assert fixed.fuser_for(pet_pair).weights_sha256 == fixed.fuser_for(spect_pair).weights_sha256 == spect_sha
 
 
 def _png_pair(tmp_path):
