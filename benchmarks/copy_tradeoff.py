@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from mdafuse.data import split_pairs
-from mdafuse.evaluation.benchmark import MDAFUSE, best_methods, method_means
+from mdafuse.data import MODALITY_FOLDERS, split_pairs
+from mdafuse.evaluation.benchmark import MDAFUSE, best_methods, method_means, relative_margin
 from mdafuse.fusion.color import luminance, rgb_to_ycbcr, ycbcr_to_rgb
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
@@ -78,7 +78,7 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fusers = {ds: Fuser(args.weights, modality=ds.split("-")[1]) for ds in args.datasets}
+    fusers = {ds: Fuser(args.weights, modality=MODALITY_FOLDERS[ds]) for ds in args.datasets}
     names = ", ".join(f"`{f.info.path.name}` ({ds})" for ds, f in fusers.items())
     lines = [
         "# From MdAFuse to the max rule: what MI and VIF cost",
@@ -108,13 +108,7 @@ def main() -> None:
                 lines.append(f"{k}: first beats the best baseline at t = {first:g}, where the path wins {', '.join(wins_at[first])}.")
         # each metric relative to its best baseline, signed so that above 0 means better than all
         for k in SEED_METRICS:
-            ref = best[k][1]
-            sign = -1.0 if METRICS[k].better == "lower" else 1.0
-            vals = [s[k] for s in scores.values()]
-            if METRICS[k].better == "abs_lower":
-                rel = [(abs(ref) - abs(v)) / max(abs(ref), 1e-12) for v in vals]
-            else:
-                rel = [sign * (v - ref) / abs(ref) for v in vals]
+            rel = [relative_margin(s[k], best[k][1], METRICS[k].better) for s in scores.values()]
             ax.plot(STEPS, rel, marker="o", label=k)
         ax.axhline(0.0, color="k", lw=0.8)
         ax.set_ylim(-0.6, 0.4)

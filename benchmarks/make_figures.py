@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from mdafuse.data import split_pairs  # noqa: E402
+from mdafuse.data import MODALITY_FOLDERS, split_pairs  # noqa: E402
 from mdafuse.fusion.color import luminance  # noqa: E402
 from mdafuse.fusion.enhance import EnhanceConfig, energy_map, enhance  # noqa: E402
 from mdafuse.fusion.pipeline import fuse_pair  # noqa: E402
@@ -34,9 +34,9 @@ def main() -> None:
     for row, (ds, idx) in enumerate(PICKS):
         pair = split_pairs(ds, "test")[idx]
         mr, fn = read_pair(pair.mr, pair.functional)
-        fused = fuse_pair(mr, fn, modality=ds.split("-")[1])
+        fused = fuse_pair(mr, fn, modality=MODALITY_FOLDERS[ds])
         enhanced = enhance(fused, fn, cfg)
-        panels = [(mr, "MR"), (fn, ds.split("-")[1]), (fused, "MdAFuse fused"), (enhanced, "fused + enhancement"), (energy_map(luminance(fn), cfg.window), "functional energy")]
+        panels = [(mr, "MR"), (fn, MODALITY_FOLDERS[ds]), (fused, "MdAFuse fused"), (enhanced, "fused + enhancement"), (energy_map(luminance(fn), cfg.window), "functional energy")]
         for ax, (img, title) in zip(axes[row], panels):
             ax.imshow(img, cmap="gray" if img.ndim == 2 and title != "functional energy" else "magma", vmin=0, vmax=1 if title != "functional energy" else None)
             ax.set_title(f"{title}" + (f"  ({ds} {pair.name}, held-out)" if title == "MR" else ""), fontsize=9)

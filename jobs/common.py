@@ -137,7 +137,7 @@ class JobConfig:
         """sha256 of the settings that change results (not the output place nor test hooks)."""
         keep = {k: v for k, v in asdict(self).items() if k in ("weights", "batch_size", "slice_images")}
         if self.modality is not None:  # absent when unset, so runs started before the option resume
-            keep["modality"] = self.modality
+            keep["modality"] = functional_modality(self.modality)
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
 
@@ -258,7 +258,7 @@ class PairProcessor:
         """The model for ``pair``: the configured one, or the shipped weights for the pair's modality."""
         from mdafuse.model.weights import MODALITY_WEIGHTS
 
-        modality = functional_modality(pair.get("modality") or None)
+        modality = functional_modality(pair.get("modality"))
         if self._one_model or modality not in MODALITY_WEIGHTS:
             return self.fuser
         if modality not in self._by_modality:

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from jobs.common import CRASH_ENV, PUBLIC_PAIR_COLUMNS, ROW_SCHEMA, FusePairs, JobConfig, thread_env
 from mdafuse import storage
 from mdafuse.cohort import build_pair_table
+from mdafuse.modality import FUNCTIONAL_MODALITIES
 
 log = logging.getLogger("jobs.fuse_cohort")
 
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--modality",
         type=str.upper,
-        choices=("PET", "SPECT", "CT"),
+        choices=FUNCTIONAL_MODALITIES,
         default=None,
         help="one functional modality for the whole cohort, picking its shipped weights (SPECT: mdafuse_spect_v1; PET, CT: mdafuse_v3); default: each pair's own (DICOM PT/NM partner, folder name or manifest column)",
     )

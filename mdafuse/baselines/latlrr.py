@@ -73,6 +73,7 @@ def latlrr(x: np.ndarray, config: LatLRRConfig = LatLRRConfig()) -> tuple[np.nda
     xxt = x @ x.T
     z = np.zeros((w, w))
     lx = np.zeros((h, h))  # the paper's L
+    lxx = np.zeros((h, w))  # lx @ x, kept from the previous iteration
     e = np.zeros((h, w))
     y1, y2, y3 = np.zeros((h, w)), np.zeros((w, w)), np.zeros((h, h))
     mu = config.mu
@@ -83,16 +84,18 @@ def latlrr(x: np.ndarray, config: LatLRRConfig = LatLRRConfig()) -> tuple[np.nda
     for _ in range(config.max_iter):
         j = _svt(z + y2 / mu, 1.0 / mu)
         s = _svt(lx + y3 / mu, 1.0 / mu)
-        z = inv_z @ (x.T @ (x - lx @ x - e) + j + (x.T @ y1 - y2) / mu)
-        lx = ((x - x @ z - e) @ x.T + s + (y1 @ x.T - y3) / mu) @ inv_l
-        r = x - x @ z - lx @ x
+        z = inv_z @ (x.T @ (x - lxx - e) + j + (x.T @ y1 - y2) / mu)
+        xz = x @ z
+        lx = ((x - xz - e) @ x.T + s + (y1 @ x.T - y3) / mu) @ inv_l
+        lxx = lx @ x
+        r = x - xz - lxx
         t = r + y1 / mu
         e = np.sign(t) * np.maximum(np.abs(t) - config.lam / mu, 0.0)
         leq1 = r - e
         leq2 = z - j
         leq3 = lx - s
         if max(np.abs(leq1).max(), np.abs(leq2).max(), np.abs(leq3).max()) < stop:
-            return x @ z, lx @ x, e
+            return xz, lxx, e
         y1 += mu * leq1
         y2 += mu * leq2
         y3 += mu * leq3

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mdafuse.modality import FUNCTIONAL_MODALITIES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--modality",
         type=str.upper,
-        choices=["PET", "SPECT", "CT"],
+        choices=FUNCTIONAL_MODALITIES,
         default=None,
         help="functional modality; picks the shipped weights (SPECT has its own, PET and CT share the default). "
         "Default: the functional folder's name with --pairs (SPECT/ or NM/ -> SPECT), otherwise the default weights",

@@ -37,6 +37,11 @@ __all__ = [
     "summarise",
     "normalised_scores",
     "best_methods",
+    "goodness",
+    "relative_margin",
+    "paired_difference",
+    "paired_margins",
+    "method_means",
     "plot_comparison",
     "plot_metrics_chart",
 ]
@@ -251,7 +256,7 @@ def method_means(table: pa.Table, columns: Sequence[str]) -> tuple[list[str], di
     return methods, stats
 
 
-def _goodness(values: np.ndarray, better: str) -> np.ndarray:
+def goodness(values: np.ndarray, better: str) -> np.ndarray:
     """Values mapped so that larger is better."""
     if better == "higher":
         return values
@@ -274,10 +279,19 @@ def best_methods(means: dict[str, float], better: str, worst: bool = False) -> l
     names = [m for m, v in means.items() if np.isfinite(v)]
     if not names:
         return []
-    g = _goodness(np.array([means[m] for m in names], dtype=np.float64), better)
+    g = goodness(np.array([means[m] for m in names], dtype=np.float64), better)
     target = g.min() if worst else g.max()
     tol = 1e-12 * max(1.0, float(np.abs(g).max()))
     return [m for m, x in zip(names, g) if abs(x - target) <= tol]
+
+
+def relative_margin(value: float, reference: float, better: str) -> float:
+    """How much better ``value`` is than ``reference``, as a share of ``|reference|`` (< 0: worse).
+
+    ``abs_lower`` metrics compare ``|value|`` with ``|reference|``.
+    """
+    g = goodness(np.array([value, reference], dtype=np.float64), better)
+    return float((g[0] - g[1]) / max(abs(float(reference)), 1e-12))
 
 
 def normalised_scores(means: dict[str, float], better: str) -> dict[str, float]:
@@ -286,7 +300,7 @@ def normalised_scores(means: dict[str, float], better: str) -> dict[str, float]:
     All-equal means give 1 for every method; NaN means stay NaN.
     """
     names = list(means)
-    g = _goodness(np.array([means[m] for m in names], dtype=np.float64), better)
+    g = goodness(np.array([means[m] for m in names], dtype=np.float64), better)
     finite = np.isfinite(g)
     if not finite.any():
         return {m: float("nan") for m in names}
@@ -296,14 +310,50 @@ def normalised_scores(means: dict[str, float], better: str) -> dict[str, float]:
     return {m: float(s) for m, s in zip(names, scores)}
 
 
+def _rows_by_method(table: pa.Table) -> dict[str, dict[str, dict]]:
+    by_method: dict[str, dict[str, dict]] = {}
+    for r in table.to_pylist():
+        by_method.setdefault(r["method"], {})[r["pair"]] = r
+    return by_method
+
+
+def _paired(by_method: dict[str, dict[str, dict]], metric: str, method: str, other: str) -> dict[str, float] | None:
+    from mdafuse.metrics import METRICS
+
+    better = METRICS[metric].better
+    common = sorted(set(by_method[method]) & set(by_method[other]))
+    ours = np.array([by_method[method][p][metric] for p in common], dtype=np.float64)
+    theirs = np.array([by_method[other][p][metric] for p in common], dtype=np.float64)
+    ok = np.isfinite(ours) & np.isfinite(theirs)
+    d = goodness(ours[ok], better) - goodness(theirs[ok], better)
+    if d.size == 0:
+        return None
+    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+    return {"diff": float(d.mean()), "se": se, "share_better": float(np.mean(d > 0)), "pairs": float(d.size)}
+
+
+def paired_difference(table: pa.Table, metric: str, other: str, method: str = MDAFUSE) -> dict[str, float] | None:
+    """``method`` against ``other`` on ``metric``, paired over the pairs both scored.
+
+    Returns ``{"diff", "se", "share_better", "pairs"}``: the mean per-pair difference in the metric's
+    "better" direction (``abs_lower`` metrics compare ``-|value|``; > 0: ``method`` better), its
+    standard error ``std(ddof=1) / sqrt(n)``, the share of pairs ``method`` wins and their number;
+    None when no pair has finite values for both. E.g. how firm a last place on MSE is:
+    ``paired_difference(pq.read_table("metrics.parquet"), "MSE", "minimum")``.
+    """
+    by_method = _rows_by_method(table)
+    for m in (method, other):
+        if m not in by_method:
+            raise ValueError(f"no rows for method {m!r}; the table has {sorted(by_method)}")
+    return _paired(by_method, metric, method, other)
+
+
 def paired_margins(table: pa.Table) -> dict[str, dict[str, float | str]]:
     """MdAFuse against the best other method on each seed metric, paired over the pairs both scored.
 
     A difference of means hides whether a win holds pair by pair; this gives, per seed metric, the
-    best other method (by mean), the mean of the per-pair differences in the "better" direction
-    (``abs_lower`` metrics compare ``-|value|``), its standard error ``std(ddof=1) / sqrt(n)`` and the
-    share of pairs on which MdAFuse is better. A mean difference within about two standard errors of 0
-    is not a reliable win or loss.
+    best other method (by mean) and :func:`paired_difference` against it. A mean difference within
+    about two standard errors of 0 is not a reliable win or loss.
 
     Returns:
         ``{metric: {"other", "diff", "se", "share_better", "pairs"}}``; empty without MdAFuse rows,
@@ -313,30 +363,19 @@ def paired_margins(table: pa.Table) -> dict[str, dict[str, float | str]]:
 
     if "pair" not in table.column_names or "method" not in table.column_names:
         return {}
-    rows = table.to_pylist()
-    by_method: dict[str, dict[str, dict]] = {}
-    for r in rows:
-        by_method.setdefault(r["method"], {})[r["pair"]] = r
+    by_method = _rows_by_method(table)
     if MDAFUSE not in by_method or len(by_method) < 2:
         return {}
     seeds = [c for c in SEED_METRICS if c in table.column_names]
     _, stats = method_means(table, seeds)
     out: dict[str, dict[str, float | str]] = {}
     for c in seeds:
-        better = METRICS[c].better
-        best = best_methods({m: stats[m][c][0] for m in stats if m != MDAFUSE}, better)
+        best = best_methods({m: stats[m][c][0] for m in stats if m != MDAFUSE}, METRICS[c].better)
         if not best:
             continue
-        other = best[0]
-        common = sorted(set(by_method[MDAFUSE]) & set(by_method[other]))
-        ours = np.array([by_method[MDAFUSE][p][c] for p in common], dtype=np.float64)
-        theirs = np.array([by_method[other][p][c] for p in common], dtype=np.float64)
-        ok = np.isfinite(ours) & np.isfinite(theirs)
-        d = _goodness(ours[ok], better) - _goodness(theirs[ok], better)
-        if d.size == 0:
-            continue
-        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
-        out[c] = {"other": other, "diff": float(d.mean()), "se": se, "share_better": float(np.mean(d > 0)), "pairs": float(d.size)}
+        paired = _paired(by_method, c, MDAFUSE, best[0])
+        if paired is not None:
+            out[c] = {"other": best[0], **paired}
     return out
 
 

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
-from mdafuse.modality import functional_modality
-from mdafuse.model.weights import load_model
+from mdafuse.model.weights import default_weights_path, load_model
 
 __all__ = ["Fuser", "fuse_pair"]
 
@@ -75,12 +74,13 @@ class Fuser:
         return ycbcr_to_rgb(ycc)
 
 
-_DEFAULT: dict[tuple[str, str, str | None], Fuser] = {}
+_DEFAULT: dict[tuple[str, str], Fuser] = {}
 _LOCK = threading.Lock()
 
 
 def _cached_fuser(weights: str | Path | None, device: str, modality: str | None) -> Fuser:
-    key = (str(weights), str(device), None if weights is not None else functional_modality(modality))
+    # keyed by the file that gets loaded, so PET, CT and no modality share the default model
+    key = (str(weights if weights is not None else default_weights_path(modality)), str(device))
     with _LOCK:
         if key not in _DEFAULT:
             _DEFAULT[key] = Fuser(weights, device, modality)

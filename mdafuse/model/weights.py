@@ -19,7 +19,6 @@ __all__ = [
     "WeightsInfo",
     "DEFAULT_WEIGHTS",
     "MODALITY_WEIGHTS",
-    "functional_modality",
     "default_weights_path",
     "save_weights",
     "load_model",

@@ -15,7 +15,9 @@ from mdafuse.evaluation.benchmark import (
     _example_indices,
     best_methods,
     normalised_scores,
+    paired_difference,
     paired_margins,
+    relative_margin,
     resolve_pairs,
     run_benchmark,
     summarise,
@@ -178,6 +180,24 @@ def test_summarise_marks_best_by_direction():
     assert cell[("DWT", "EN")] == "4 ± 1.4"
     # Seed metrics present: EN, SSIM, MSE, rSFe. Best on SSIM (tie) and rSFe; a tie of all methods is not "worst".
     assert "MdAFuse is best on 2 of 4 seed metrics (SSIM, rSFe); worst on none." in text
+
+
+def test_paired_difference_against_a_named_method():
+    # EN against dwt (not the best other): ours (5, 5) - dwt's (3, 5) = (2, 0): mean 1, SE std([2, 0]) / sqrt(2) = 1
+    table = _hand_table()
+    assert paired_difference(table, "EN", "dwt") == pytest.approx({"diff": 1.0, "se": 1.0, "share_better": 0.5, "pairs": 2.0})
+    assert paired_difference(table, "MSE", "average") == {k: v for k, v in paired_margins(table)["MSE"].items() if k != "other"}
+    with pytest.raises(ValueError, match="no rows for method 'nope'"):
+        paired_difference(table, "EN", "nope")
+
+
+def test_relative_margin_by_hand():
+    assert relative_margin(6.0, 5.0, "higher") == pytest.approx(0.2)
+    assert relative_margin(0.012, 0.010, "lower") == pytest.approx(-0.2)  # 20 % more error: worse
+    assert relative_margin(-0.03, 0.05, "abs_lower") == pytest.approx(0.4)  # |-0.03| is 40 % below |0.05|
+    assert relative_margin(5.0, 5.0, "higher") == 0.0
+    with pytest.raises(ValueError, match="better must be"):
+        relative_margin(1.0, 1.0, "up")
 
 
 def test_paired_margins_by_hand():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdafuse.data import split_pairs
+from mdafuse.data import MODALITY_FOLDERS, split_pairs
 from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
 from mdafuse.fusion.pipeline import Fuser, fuse_pair
 from mdafuse.io.images import read_pair
@@ -76,7 +76,7 @@ def test_modality_selects_shipped_weights(fuser):
 def test_real_held_out_pair_keeps_anatomy_and_uptake(harvard_root, dataset):
     pair = split_pairs(dataset, "test", harvard_root.parent)[5]
     mr, fn = read_pair(pair.mr, pair.functional)
-    fused = fuse_pair(mr, fn, modality=dataset.split("-")[1])
+    fused = fuse_pair(mr, fn, modality=MODALITY_FOLDERS[dataset])
     assert fused.shape == fn.shape
     fy, y = rgb_to_ycbcr(fused)[..., 0], rgb_to_ycbcr(fn)[..., 0]
     scores = compute_all(mr, y, fy)

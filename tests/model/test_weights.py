@@ -16,10 +16,10 @@ from mdafuse.model.weights import (
     MODALITY_WEIGHTS,
     default_weights_path,
     file_sha256,
-    functional_modality,
     load_model,
     save_weights,
 )
+from mdafuse.modality import functional_modality
 
 GOLDEN = Path(__file__).parent / "golden_output.json"
 
