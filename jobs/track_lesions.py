@@ -21,6 +21,9 @@ attributes missing, resampling notes), prefixed by the session. PET that cannot 
 SUV is tracked in its stored units (no rescaling): its ``mean_suv``/``max_suv`` columns are then
 in those units and the segmentation's absolute SUV floor does not mean SUV; the warning says so.
 Input locations and series UIDs never go under OUT (the work table stays in Ray's object store).
+The figures fuse with the shipped weights of each subject's modality (its baseline session's, from
+the pair table: DICOM PT/NM partner, folder name or manifest column) unless ``--modality`` or
+``--weights`` fixes one.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class TrackJobConfig:
     endpoint: str | None = None
     fuse: bool = True
     weights: str | None = None
+    modality: str | None = None
     device: str = "cpu"
     torch_threads: int = 1
 
@@ -93,7 +97,7 @@ def subject_table(pairs: pa.Table) -> pa.Table:
     groups: dict[str, list[dict]] = {}
     for row in pairs.to_pylist():
         groups.setdefault(row["subject_id"], []).append(
-            {k: row[k] for k in ("session", "kind", "mr", "pet", "mr_series_uid", "pet_series_uid")}
+            {k: row[k] for k in ("session", "kind", "mr", "pet", "mr_series_uid", "pet_series_uid", "modality")}
         )
     subjects = sorted(groups)
     return pa.table(
@@ -143,7 +147,8 @@ class TrackSubjects:
                 notes.extend(f"{tp['session']}: {w}" for w in pet_warnings(mr, pet))
                 tps.append(TimepointInput(mr.data, pet.data, tp["session"], mr.spacing))
             local_out = Path(work) / "out"
-            result = track_subject(tps, TrackConfig(subject=subject_id, out_dir=local_out, fuse=cfg.fuse, fusion_weights=cfg.weights, device=cfg.device))
+            modality = cfg.modality or subject_modality(timepoints, notes)
+            result = track_subject(tps, TrackConfig(subject=subject_id, out_dir=local_out, fuse=cfg.fuse, fusion_weights=cfg.weights, fusion_modality=modality, device=cfg.device))
             for name in ("lesions.parquet", "lesions.csv", "tracking.png"):
                 if (local_out / name).is_file():
                     storage.write_bytes(storage.join(prefix, name), (local_out / name).read_bytes(), cfg.endpoint)
@@ -173,6 +178,15 @@ class TrackSubjects:
         except Exception as exc:  # noqa: BLE001 - the rows still reach the table
             log.warning("subject %s: done record not written (%s)", subject_id, type(exc).__name__)
         return rows
+
+
+def subject_modality(timepoints: list[dict], notes: list[str]) -> str | None:
+    """The baseline session's functional modality (None when unknown); a note when sessions differ."""
+    found = [tp.get("modality") or None for tp in timepoints]
+    if len({m for m in found if m}) > 1:
+        listed = ", ".join(f"{tp['session']}: {m or 'unknown'}" for tp, m in zip(timepoints, found))
+        notes.append(f"sessions differ in modality ({listed}); figures fuse with the baseline's weights")
+    return found[0]
 
 
 def pet_warnings(mr, pet) -> list[str]:
@@ -208,7 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-worker", type=float, default=0.5, metavar="C", help="CPUs per actor (default 0.5)")
     p.add_argument("--num-gpus-per-worker", type=float, default=0.0, metavar="G", help="GPUs per actor for display fusion (default 0)")
     p.add_argument("--no-fuse", action="store_true", help="skip network fusion in the figures (faster)")
-    p.add_argument("--weights", metavar="FILE", help="fusion weights for the figures")
+    p.add_argument("--weights", metavar="FILE", help="fusion weights for the figures (default: the shipped weights of each subject's modality)")
+    p.add_argument(
+        "--modality",
+        type=str.upper,
+        choices=("PET", "SPECT"),
+        default=None,
+        help="one uptake modality for the whole cohort, picking the figures' fusion weights; default: each subject's own (its baseline session's)",
+    )
     p.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3)")
     p.add_argument("--address", metavar="ADDR", help="Ray address (default: RAY_ADDRESS or local)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray started here")
@@ -248,6 +269,7 @@ def run(args: argparse.Namespace) -> dict:
         endpoint=args.s3_endpoint,
         fuse=not (args.no_fuse or args.smoke_test),
         weights=args.weights,
+        modality=args.modality,
         device="cuda" if args.num_gpus_per_worker > 0 else "cpu",
         torch_threads=worker_threads(args),
     )

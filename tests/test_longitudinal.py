@@ -176,3 +176,21 @@ def test_partial_volume_model_threshold_on_small_blurred_disc():
     assert model.volume_voxels == pytest.approx(big.sum(), rel=0.03)
     with pytest.raises(ValueError, match="psf_fwhm_vox must have 2 values"):
         segment_lesions(suv, SegmentationConfig(psf_fwhm_vox=(1.0, 6.0, 6.0)))
+
+
+def test_figure_fusion_uses_the_modality_weights():
+    """SPECT time points are fused for the figure with the SPECT weights, PET ones with the default."""
+    pytest.importorskip("torch")
+    from mdafuse.fusion.pipeline import fuse_pair
+    from mdafuse.longitudinal.track import _fuse_for_display
+
+    ph = make_longitudinal_phantom(timepoints=2, shape=(64, 64), seed=2)
+    mr = np.clip(ph.timepoints[0].mr, 0, 1).astype(np.float32)
+    uptake = np.clip(ph.timepoints[0].suv / ph.timepoints[0].suv.max(), 0, 1).astype(np.float32)
+    spect = _fuse_for_display(mr, uptake, TrackConfig(fusion_modality="NM"))
+    pet = _fuse_for_display(mr, uptake, TrackConfig())
+    np.testing.assert_allclose(spect, fuse_pair(mr, uptake, modality="SPECT"), atol=1e-6)
+    np.testing.assert_allclose(pet, fuse_pair(mr, uptake), atol=1e-6)
+    assert np.abs(spect - pet).max() > 1e-3
+    with pytest.raises(ValueError, match="unknown functional modality 'MRI'"):
+        TrackConfig(fusion_modality="MRI")

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mdafuse.cli import main
-from mdafuse.commands.track import load_subject
+from mdafuse.commands.track import load_subject, subject_modality
 from mdafuse.io.images import write_image
 from mdafuse.phantom import make_longitudinal_phantom
 
@@ -139,6 +139,25 @@ def test_track_png_subject_with_fusion(tmp_path, png_phantom):
     assert main(["track", str(subject), "-o", str(out), "--png-suv-scale", str(PNG_SUV_SCALE)]) == 0
     for name in OUTPUTS:
         assert (out / name).is_file(), name
+
+
+def test_spect_subject_takes_the_spect_weights(tmp_path, png_phantom, monkeypatch):
+    """A subject whose time points hold spect.png is fused with the SPECT weights unless --modality says otherwise."""
+    from mdafuse.fusion import pipeline
+
+    subject = _write_png_subject(tmp_path / "subj", png_phantom)
+    assert subject_modality(subject) is None
+    for tp in subject.iterdir():
+        (tp / "pet.png").rename(tp / "spect.png")
+    assert subject_modality(subject) == "SPECT"
+    assert [t.label for t in load_subject(subject, PNG_SUV_SCALE)] == ["0_tp", "1_tp"]
+
+    real, seen = pipeline.fuse_pair, []
+    monkeypatch.setattr(pipeline, "fuse_pair", lambda *a, **k: seen.append(k["modality"]) or real(*a, **k))
+    for extra, expected in (([], "SPECT"), (["--modality", "pet"], "PET")):
+        seen.clear()
+        assert main(["track", str(subject), "-o", str(tmp_path / "out"), "--png-suv-scale", str(PNG_SUV_SCALE), *extra]) == 0
+        assert seen and set(seen) == {expected}
 
 
 def test_missing_pet_file_is_a_clear_error(tmp_path, png_phantom, capsys):

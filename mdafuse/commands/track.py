@@ -12,9 +12,14 @@ baseline), e.g. ``SUBJECT/0_baseline/``, ``SUBJECT/1_followup/``. Each holds eit
 
 * ``mr.nii.gz`` (or ``mr.nii``) and ``pet.nii.gz`` / ``suv.nii.gz``: volumes on the same grid; PET
   values are taken as SUV; voxel sizes come from the header; or
-* ``mr.png`` and ``pet.png``: one slice each; the PET/SPECT image (luminance if colour) is multiplied
-  by ``--png-suv-scale`` to give SUV-like units (default 15: white = SUV 15); sizes are reported
-  in pixels unless ``--pixel-mm`` is given.
+* ``mr.png`` and ``pet.png`` (or ``spect.png``): one slice each; the PET/SPECT image (luminance if
+  colour) is multiplied by ``--png-suv-scale`` to give SUV-like units (default 15: white = SUV 15);
+  sizes are reported in pixels unless ``--pixel-mm`` is given.
+
+The figure fuses MR with the uptake image using the shipped weights of its modality: SPECT when a
+time point holds ``spect.png`` or ``--modality SPECT`` is given, PET otherwise (``--weights``
+overrides both). In cohort mode each subject's modality comes from the pair table (DICOM PT/NM
+partner, folder name or manifest column) unless ``--modality`` fixes one.
 
 Writes ``lesions.parquet``, ``lesions.csv`` and ``tracking.png`` into ``--out``.
 """
@@ -28,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "load_subject", "is_cohort", "job_command"]
+__all__ = ["register", "load_subject", "subject_modality", "is_cohort", "job_command"]
 
 _SUBJECT_FILES = ("mr.nii.gz", "mr.nii", "mr.png")
-_COHORT_OPTIONS = (("--run-id", "run_id"), ("--cohort-name", "cohort_name"), ("--workers", "workers"), ("--s3-endpoint", "s3_endpoint"), ("--address", "address"), ("--num-gpus-per-worker", "num_gpus_per_worker"), ("--weights", "weights"))
+_COHORT_OPTIONS = (("--run-id", "run_id"), ("--cohort-name", "cohort_name"), ("--workers", "workers"), ("--s3-endpoint", "s3_endpoint"), ("--address", "address"), ("--num-gpus-per-worker", "num_gpus_per_worker"), ("--weights", "weights"), ("--modality", "modality"))
+_SINGLE_SUBJECT_OK = ("weights", "modality")
 
 
 def is_cohort(location: str, force: bool = False) -> bool:
@@ -104,6 +110,13 @@ def load_subject(subject_dir: str | Path, png_suv_scale: float = 15.0, pixel_mm:
     return out
 
 
+def subject_modality(subject_dir: str | Path) -> str | None:
+    """``"SPECT"`` when a time-point folder of the subject holds ``spect.png``, else None (PET's weights)."""
+    root = Path(subject_dir)
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return "SPECT" if any((f / "spect.png").is_file() and not (f / "pet.png").is_file() for f in folders) else None
+
+
 def _handler(args: argparse.Namespace) -> int:
     from mdafuse.longitudinal.track import TimepointInput, TrackConfig, track_subject
 
@@ -111,7 +124,7 @@ def _handler(args: argparse.Namespace) -> int:
         raise ValueError("give either SUBJECT_DIR (or COHORT) or --phantom (not both)")
     if not args.phantom and (args.cohort or str(args.out).startswith("s3://") or is_cohort(args.subject_dir)):
         return subprocess.call(job_command(args))
-    if any(getattr(args, name, None) is not None for _, name in _COHORT_OPTIONS if name != "weights"):
+    if any(getattr(args, name, None) is not None for _, name in _COHORT_OPTIONS if name not in _SINGLE_SUBJECT_OK):
         raise ValueError("--run-id/--cohort-name/--workers/--s3-endpoint/--address/--num-gpus-per-worker apply to a COHORT only")
     if args.phantom:
         from mdafuse.phantom import make_longitudinal_phantom
@@ -122,7 +135,8 @@ def _handler(args: argparse.Namespace) -> int:
     else:
         tps = load_subject(args.subject_dir, args.png_suv_scale, args.pixel_mm)
         subject = args.subject or Path(args.subject_dir).name
-    cfg = TrackConfig(subject=subject, out_dir=Path(args.out), fuse=not args.no_fuse, fusion_weights=args.weights, device=args.device)
+    modality = args.modality or (None if args.phantom else subject_modality(args.subject_dir))
+    cfg = TrackConfig(subject=subject, out_dir=Path(args.out), fuse=not args.no_fuse, fusion_weights=args.weights, fusion_modality=modality, device=args.device)
     res = track_subject(tps, cfg)
     if args.phantom:
         for tp, tr in zip(ph.timepoints[1:], res.transforms[1:]):
@@ -160,6 +174,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--png-suv-scale", type=float, default=15.0, help="SUV of a white PNG PET pixel (default 15)")
     p.add_argument("--pixel-mm", type=float, help="pixel size of PNG inputs in mm")
     p.add_argument("--no-fuse", action="store_true", help="show the MR/PET average instead of the network fusion")
-    p.add_argument("--weights", help="fusion weights (.safetensors); default: shipped weights")
+    p.add_argument("--weights", help="fusion weights (.safetensors); default: the shipped weights of the modality")
+    p.add_argument(
+        "--modality",
+        type=str.upper,
+        choices=("PET", "SPECT"),
+        help="uptake modality, picking the shipped fusion weights (default: SPECT when a time point has spect.png, else PET; cohort mode: each subject's own)",
+    )
     p.add_argument("--device", default="cpu", help="torch device for fusion (default cpu)")
     p.set_defaults(func=_handler)

@@ -32,6 +32,7 @@ from mdafuse.fusion.enhance import EnhanceConfig
 from mdafuse.longitudinal.registration import RegistrationConfig, RegistrationResult, register_rigid
 from mdafuse.longitudinal.segmentation import Lesion, SegmentationConfig, segment_lesions
 from mdafuse.longitudinal.transform import RigidTransform
+from mdafuse.modality import functional_modality
 
 __all__ = ["TimepointInput", "TrackConfig", "TrackResult", "track_subject", "TABLE_SCHEMA"]
 
@@ -95,7 +96,9 @@ class TrackConfig:
             (voxels when no voxel size is given).
         enhance: display enhancement settings.
         fuse: fuse MR and PET with :func:`mdafuse.fuse_pair` for the figure (else show an average).
-        fusion_weights: weights for ``fuse_pair`` (None: shipped weights).
+        fusion_weights: weights for ``fuse_pair`` (None: the shipped weights of ``fusion_modality``).
+        fusion_modality: functional modality of the uptake images (PET, SPECT; DICOM PT, NM),
+            picking the shipped fusion weights when ``fusion_weights`` is None (None: PET's).
         device: torch device for fusion.
         out_dir: where to write ``lesions.parquet``, ``lesions.csv`` and ``tracking.png``; None
             writes nothing.
@@ -110,10 +113,15 @@ class TrackConfig:
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
     fuse: bool = True
     fusion_weights: str | None = None
+    fusion_modality: str | None = None
     device: str = "cpu"
     out_dir: Path | None = None
     figure: bool = True
     suv_display_max: float | None = None
+
+    def __post_init__(self) -> None:
+        # fail at configuration, not later inside the figure's fallback to the average
+        functional_modality(self.fusion_modality)
 
 
 @dataclass
@@ -314,7 +322,7 @@ def _fuse_for_display(mr: np.ndarray, pet: np.ndarray, cfg: TrackConfig) -> np.n
         try:
             from mdafuse.fusion.pipeline import fuse_pair
 
-            return np.asarray(fuse_pair(mr, pet, weights=cfg.fusion_weights, device=cfg.device), dtype=np.float32)
+            return np.asarray(fuse_pair(mr, pet, weights=cfg.fusion_weights, device=cfg.device, modality=cfg.fusion_modality), dtype=np.float32)
         except (ImportError, OSError, ValueError, RuntimeError) as exc:
             warnings.warn(f"fusion unavailable for the tracking figure ({exc}); showing the MR/PET average", stacklevel=3)
     return (0.5 * (mr + pet)).astype(np.float32)

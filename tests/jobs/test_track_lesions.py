@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 import pyarrow.parquet as pq
 
-from jobs.track_lesions import main, subject_table
+from jobs.track_lesions import main, subject_modality, subject_table
 from mdafuse.cohort import build_pair_table
 
 
@@ -77,7 +77,7 @@ def test_subject_table_natural_session_order():
     sessions = [f"tp{i}" for i in range(1, 13)]
     shuffled = [sessions[i] for i in (9, 1, 11, 0, 4, 10, 2, 7, 3, 8, 5, 6)]
     pairs = pa.Table.from_pylist(
-        [{"pair_id": f"p{s}", "subject_id": "subj", "session": s, "kind": "volume", "mr": "", "pet": "", "mr_series_uid": "", "pet_series_uid": "", "label": ""} for s in shuffled]
+        [{"pair_id": f"p{s}", "subject_id": "subj", "session": s, "kind": "volume", "mr": "", "pet": "", "mr_series_uid": "", "pet_series_uid": "", "label": "", "modality": "PET"} for s in shuffled]
     )
     tps = json.loads(subject_table(pairs).column("timepoints")[0].as_py())
     assert [t["session"] for t in tps] == sessions
@@ -108,9 +108,27 @@ def test_track_command_cohort_mode(tmp_path, monkeypatch):
     args = cli_parser().parse_args(["track", "m.csv", "--out", "s3://b/o", "--run-id", "r1", "--workers", "2", "--no-fuse"])
     assert args.func(args) == 0
     assert calls == [[sys.executable, "-m", "jobs.track_lesions", "m.csv", "--out", "s3://b/o", "--run-id", "r1", "--workers", "2", "--no-fuse"]]
+    calls.clear()
+    args = cli_parser().parse_args(["track", "m.csv", "--out", "o", "--modality", "spect"])
+    assert args.func(args) == 0
+    assert calls == [[sys.executable, "-m", "jobs.track_lesions", "m.csv", "--out", "o", "--modality", "SPECT"]]
+    from jobs.track_lesions import build_parser as job_parser
+
+    assert job_parser().parse_args(["m.csv", "--modality", "spect"]).modality == "SPECT"
+    assert job_parser().parse_args(["m.csv"]).modality is None
     args = cli_parser().parse_args(["track", str(tmp_path / "subj"), "--out", str(tmp_path / "o"), "--run-id", "r1"])
     with pytest.raises(ValueError, match="apply to a COHORT only"):
         args.func(args)
     # the library never imports jobs/
     code = "import sys, mdafuse.cli, mdafuse.commands.track, mdafuse.commands.run; sys.exit(any(m == 'jobs' or m.startswith('jobs.') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path)).returncode == 0
+
+
+def test_subject_modality_is_the_baselines():
+    """The figures of a subject fuse with its baseline session's modality; mixed sessions leave a note."""
+    notes: list[str] = []
+    assert subject_modality([{"session": "t0", "modality": "SPECT"}, {"session": "t1", "modality": "SPECT"}], notes) == "SPECT"
+    assert subject_modality([{"session": "t0", "modality": ""}, {"session": "t1", "modality": ""}], notes) is None
+    assert notes == []
+    assert subject_modality([{"session": "t0", "modality": "PET"}, {"session": "t1", "modality": "SPECT"}], notes) == "PET"
+    assert notes == ["sessions differ in modality (t0: PET, t1: SPECT); figures fuse with the baseline's weights"]
