@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,6 +125,49 @@ def _example_indices(n: int, k: int = 2) -> list[int]:
     return picks
 
 
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_WORKER: dict = {}
+
+
+def _init_worker(weights: Path | None, device: str, modality: str, threads: int | None) -> None:
+    """Load the MdAFuse model once per process (the benchmark's process or a pool worker)."""
+    fuser = None
+    if weights is not None:
+        from mdafuse.fusion.pipeline import Fuser
+
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        fuser = Fuser(weights=weights, device=device, modality=modality)
+    _WORKER["fuser"] = fuser
+
+
+def _score_pair(pair: PairPaths, methods: Sequence[str], metric_names: Sequence[str], warm_up: bool, keep: bool) -> tuple[list[dict], dict]:
+    """Fuse one pair with every method and score it: rows (method, metrics, seconds) and, if ``keep``, the images."""
+    from mdafuse.baselines import fuse_color
+    from mdafuse.fusion.color import luminance
+    from mdafuse.io.images import read_pair
+    from mdafuse.metrics import compute_all
+
+    fuser = _WORKER.get("fuser")
+    mr, fn = read_pair(pair.mr, pair.functional)
+    fy = luminance(fn)
+    rows, fused_images = [], {}
+    for method in methods:
+        fuse = fuser.fuse if method == MDAFUSE else (lambda a, b, m=method: fuse_color(m, a, b))
+        if warm_up:
+            # untimed, so one-off costs (torch kernels, caches) do not land on the first pair
+            fuse(mr, fn)
+        t0 = time.perf_counter()
+        fused = fuse(mr, fn)
+        seconds = time.perf_counter() - t0
+        rows.append({"method": method, **compute_all(mr, fy, luminance(fused), names=list(metric_names)), "seconds": seconds})
+        if keep:
+            fused_images[method] = fused
+    return rows, ({"mr": mr, "functional": fn, "fused": fused_images} if keep else {})
+
+
 def run_benchmark(
     dataset: str | Path,
     out: str | Path,
@@ -132,6 +176,7 @@ def run_benchmark(
     split: str = "test",
     weights: str | Path | None = None,
     device: str = "cpu",
+    jobs: int = 1,
 ) -> pa.Table:
     """Fuse every pair with every method, score it and write the results to ``out``.
 
@@ -145,20 +190,21 @@ def run_benchmark(
         weights: MdAFuse safetensors weights; when None, the shipped weights for the dataset's
             functional modality (:data:`mdafuse.model.weights.MODALITY_WEIGHTS`).
         device: torch device for MdAFuse.
+        jobs: worker processes, each scoring whole pairs with ``cpu_count // jobs`` threads
+            (1: in this process). The table is the same for any ``jobs`` (metrics up to float
+            rounding of the network on other thread counts); ``seconds`` are then times within a
+            worker, comparable between methods of one run.
 
     Returns:
         The table written to ``metrics.parquet``: one row per (pair, method).
 
     Raises:
-        ValueError: unknown method, bad ``limit`` or ``split``, unreadable or mismatched images.
+        ValueError: unknown method, bad ``limit``, ``split`` or ``jobs``, unreadable or mismatched images.
         FileNotFoundError: dataset or weights not found.
     """
     from tqdm.auto import tqdm
 
-    from mdafuse.baselines import fuse_color
-    from mdafuse.fusion.color import luminance
-    from mdafuse.io.images import read_pair
-    from mdafuse.metrics import METRICS, compute_all
+    from mdafuse.metrics import METRICS
 
     valid = available_methods()
     methods = list(dict.fromkeys(valid if methods is None else methods))
@@ -167,47 +213,73 @@ def run_benchmark(
         raise ValueError(f"methods must be a non-empty list of {valid}; got unknown {unknown or methods}")
     if limit is not None and (int(limit) != limit or limit < 1):
         raise ValueError(f"limit must be a positive integer; got {limit}")
+    if int(jobs) != jobs or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer; got {jobs}")
     name, pairs = resolve_pairs(dataset, split)
     if limit is not None:
         pairs = pairs[: int(limit)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    fuser = None
     sha = version = None
+    modality = MODALITY_FOLDERS[name]
     if MDAFUSE in methods:
-        from mdafuse.fusion.pipeline import Fuser
+        from mdafuse.model.weights import default_weights_path, file_sha256, read_metadata
 
-        fuser = Fuser(weights=weights, device=device, modality=MODALITY_FOLDERS[name])
-        sha, version = fuser.weights_sha256, fuser.model_version
-    logger.info("benchmark %s: %d pairs x %d methods -> %s", name, len(pairs), len(methods), out)
+        weights = Path(weights) if weights is not None else default_weights_path(modality)
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights}: MdAFuse weights not found")
+        sha, version = file_sha256(weights), read_metadata(weights).get("version", "unknown")
+    jobs = min(int(jobs), len(pairs))
+    logger.info("benchmark %s: %d pairs x %d methods, %d job(s) -> %s", name, len(pairs), len(methods), jobs, out)
 
     metric_names = list(METRICS)
+    examples = set(_example_indices(len(pairs)))
+    setup = (weights if MDAFUSE in methods else None, device, modality)
+    progress = tqdm(total=len(pairs), desc=f"benchmark {name}", unit="pair")
+    results: dict[int, tuple[list[dict], dict]] = {}
+    if jobs == 1:
+        _init_worker(*setup, threads=None)
+        try:
+            for i, pair in enumerate(pairs):
+                results[i] = _score_pair(pair, methods, metric_names, warm_up=i == 0, keep=i in examples)
+                progress.update()
+        finally:
+            _WORKER.clear()  # do not keep the model alive after the run
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        # BLAS pools are sized when a worker imports numpy, before its initializer runs; spawned
+        # workers inherit this environment
+        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+        os.environ.update({k: str(threads) for k in _THREAD_VARS})
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(*setup, threads)) as pool:
+                # each worker warms up on its own first pair, so every pair is scored with warm_up=True
+                futures = {pool.submit(_score_pair, pair, methods, metric_names, True, i in examples): i for i, pair in enumerate(pairs)}
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    progress.update()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    progress.close()
+
     columns: dict[str, list] = {k: [] for k in ("dataset", "pair", "series", "method", *metric_names, "seconds", "weights_sha256")}
-    examples = _example_indices(len(pairs))
     shown: list[dict] = []
-    for i, pair in enumerate(tqdm(pairs, desc=f"benchmark {name}", unit="pair")):
-        mr, fn = read_pair(pair.mr, pair.functional)
-        fy = luminance(fn)
-        fused_images = {}
-        for method in methods:
-            if i == 0:
-                # Untimed warm-up, so one-off costs (torch kernels, caches) do not land on the first pair.
-                fuser.fuse(mr, fn) if method == MDAFUSE else fuse_color(method, mr, fn)
-            t0 = time.perf_counter()
-            fused = fuser.fuse(mr, fn) if method == MDAFUSE else fuse_color(method, mr, fn)
-            seconds = time.perf_counter() - t0
-            scores = compute_all(mr, fy, luminance(fused), names=metric_names)
-            for key, value in (("dataset", name), ("pair", pair.name), ("series", pair.series), ("method", method)):
-                columns[key].append(value)
-            for key in metric_names:
-                columns[key].append(scores[key])
-            columns["seconds"].append(seconds)
-            columns["weights_sha256"].append(sha if method == MDAFUSE else None)
-            if i in examples:
-                fused_images[method] = fused
+    for i, pair in enumerate(pairs):
+        rows, fused_images = results[i]
+        for row in rows:
+            row.update(dataset=name, pair=pair.name, series=pair.series, weights_sha256=sha if row["method"] == MDAFUSE else None)
+            for key in columns:
+                columns[key].append(row[key])
         if i in examples:
-            shown.append({"pair": pair.name, "mr": mr, "functional": fn, "fused": fused_images})
+            shown.append({"pair": pair.name, **fused_images})
 
     schema = pa.schema(
         [("dataset", pa.string()), ("pair", pa.string()), ("series", pa.string()), ("method", pa.string())]

@@ -102,6 +102,22 @@ def test_run_benchmark_writes_everything(tmp_path):
             assert img.width > 300 and img.height > 200
 
 
+def test_run_benchmark_jobs_give_the_same_table(tmp_path):
+    """Two worker processes score the same pairs to the same values, in the same row order."""
+    folder = _make_dataset(tmp_path / "data", n=3, size=48)
+    weights = _mdafuse_weights(tmp_path)
+    methods = ["maximum", "laplacian"] + (["mdafuse"] if weights is not None else [])
+    one = run_benchmark(folder, tmp_path / "one", methods=methods, weights=weights)
+    two = run_benchmark(folder, tmp_path / "two", methods=methods, weights=weights, jobs=2)
+    for col in ("pair", "method", "weights_sha256"):
+        assert two.column(col).to_pylist() == one.column(col).to_pylist()
+    for name in METRICS:
+        np.testing.assert_allclose(two.column(name).to_numpy(), one.column(name).to_numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
+    assert (tmp_path / "two" / "comparison.png").read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        run_benchmark(folder, tmp_path / "bad", methods=["average"], jobs=0)
+
+
 @pytest.mark.parametrize("modality", ["PET", "SPECT"])
 def test_benchmark_default_weights_follow_the_modality(tmp_path, modality):
     pytest.importorskip("torch")
