@@ -6,7 +6,7 @@ output folder:
 
 - ``metrics.parquet``: one row per (pair, method) with ``dataset``, ``pair``, ``series``,
   ``method``, every metric, ``seconds`` (fusion wall time of that pair, after one untimed
-  warm-up call per method) and ``weights_sha256``
+  warm-up call per method in each process) and ``weights_sha256``
   (MdAFuse rows only);
 - ``summary.md``: :func:`summarise` of that table;
 - ``comparison.png``: MR, functional and every fused image for two example pairs, each with two
@@ -140,10 +140,10 @@ def _init_worker(weights: Path | None, device: str, modality: str, threads: int 
 
             torch.set_num_threads(threads)
         fuser = Fuser(weights=weights, device=device, modality=modality)
-    _WORKER["fuser"] = fuser
+    _WORKER.update(fuser=fuser, warm=False)
 
 
-def _score_pair(pair: PairPaths, methods: Sequence[str], metric_names: Sequence[str], warm_up: bool, keep: bool) -> tuple[list[dict], dict]:
+def _score_pair(pair: PairPaths, methods: Sequence[str], metric_names: Sequence[str], keep: bool) -> tuple[list[dict], dict]:
     """Fuse one pair with every method and score it: rows (method, metrics, seconds) and, if ``keep``, the images."""
     from mdafuse.baselines import fuse_color
     from mdafuse.fusion.color import luminance
@@ -151,13 +151,15 @@ def _score_pair(pair: PairPaths, methods: Sequence[str], metric_names: Sequence[
     from mdafuse.metrics import compute_all
 
     fuser = _WORKER.get("fuser")
+    # the first pair of each process gets an untimed warm-up call per method, so one-off costs
+    # (torch kernels, caches) do not land on its time
+    warm_up, _WORKER["warm"] = not _WORKER.get("warm"), True
     mr, fn = read_pair(pair.mr, pair.functional)
     fy = luminance(fn)
     rows, fused_images = [], {}
     for method in methods:
         fuse = fuser.fuse if method == MDAFUSE else (lambda a, b, m=method: fuse_color(m, a, b))
         if warm_up:
-            # untimed, so one-off costs (torch kernels, caches) do not land on the first pair
             fuse(mr, fn)
         t0 = time.perf_counter()
         fused = fuse(mr, fn)
@@ -242,7 +244,7 @@ def run_benchmark(
         _init_worker(*setup, threads=None)
         try:
             for i, pair in enumerate(pairs):
-                results[i] = _score_pair(pair, methods, metric_names, warm_up=i == 0, keep=i in examples)
+                results[i] = _score_pair(pair, methods, metric_names, keep=i in examples)
                 progress.update()
         finally:
             _WORKER.clear()  # do not keep the model alive after the run
@@ -257,8 +259,7 @@ def run_benchmark(
         os.environ.update({k: str(threads) for k in _THREAD_VARS})
         try:
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(*setup, threads)) as pool:
-                # each worker warms up on its own first pair, so every pair is scored with warm_up=True
-                futures = {pool.submit(_score_pair, pair, methods, metric_names, True, i in examples): i for i, pair in enumerate(pairs)}
+                futures = {pool.submit(_score_pair, pair, methods, metric_names, i in examples): i for i, pair in enumerate(pairs)}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     progress.update()

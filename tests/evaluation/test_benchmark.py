@@ -102,7 +102,7 @@ def test_run_benchmark_writes_everything(tmp_path):
             assert img.width > 300 and img.height > 200
 
 
-def test_run_benchmark_jobs_give_the_same_table(tmp_path):
+def test_run_benchmark_jobs_give_the_same_table(tmp_path, monkeypatch):
     """Two worker processes score the same pairs to the same values, in the same row order."""
     folder = _make_dataset(tmp_path / "data", n=3, size=48)
     weights = _mdafuse_weights(tmp_path)
@@ -114,6 +114,14 @@ def test_run_benchmark_jobs_give_the_same_table(tmp_path):
     for name in METRICS:
         np.testing.assert_allclose(two.column(name).to_numpy(), one.column(name).to_numpy(), rtol=1e-5, atol=1e-7, err_msg=name)
     assert (tmp_path / "two" / "comparison.png").read_bytes()[:8] == PNG_MAGIC
+    # one untimed warm-up call per method and process, not one per pair
+    import mdafuse.baselines as baselines
+
+    calls = []
+    real = baselines.fuse_color
+    monkeypatch.setattr(baselines, "fuse_color", lambda m, a, b: calls.append(m) or real(m, a, b))
+    run_benchmark(folder, tmp_path / "count", methods=["average"])
+    assert calls == ["average"] * 4
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         run_benchmark(folder, tmp_path / "bad", methods=["average"], jobs=0)
 
