@@ -29,7 +29,7 @@ DEFAULT_WEIGHTS = "mdafuse_v3.safetensors"
 #: Shipped weights trained for one functional modality; any other modality (PET, CT, unknown) gets
 #: DEFAULT_WEIGHTS, trained on MR-PET and MR-SPECT together. Why SPECT has its own:
 #: benchmarks/results/loss_study.md (fourth study).
-MODALITY_WEIGHTS = {"SPECT": "mdafuse_spect_v1.safetensors"}
+MODALITY_WEIGHTS = {"SPECT": "mdafuse_spect_v2.safetensors"}
 
 
 @dataclass(frozen=True)
