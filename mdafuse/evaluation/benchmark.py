@@ -260,9 +260,15 @@ def run_benchmark(
         try:
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(*setup, threads)) as pool:
                 futures = {pool.submit(_score_pair, pair, methods, metric_names, i in examples): i for i, pair in enumerate(pairs)}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    progress.update()
+                try:
+                    for future in as_completed(futures):
+                        results[futures[future]] = future.result()
+                        progress.update()
+                except BaseException:
+                    # a bad pair (or Ctrl-C) stops the run now, not after every queued pair
+                    for future in futures:
+                        future.cancel()
+                    raise
         finally:
             for k, v in saved.items():
                 if v is None:

@@ -122,6 +122,10 @@ def test_run_benchmark_jobs_give_the_same_table(tmp_path, monkeypatch):
     monkeypatch.setattr(baselines, "fuse_color", lambda m, a, b: calls.append(m) or real(m, a, b))
     run_benchmark(folder, tmp_path / "count", methods=["average"])
     assert calls == ["average"] * 4
+    # a bad pair in a worker stops the run with the reader's message naming the file
+    (folder / "PET" / "30001.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="30001.png"):
+        run_benchmark(folder, tmp_path / "broken", methods=["average"], jobs=2)
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         run_benchmark(folder, tmp_path / "bad", methods=["average"], jobs=0)
 
