@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -39,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None, metavar="PATH", help="MdAFuse safetensors weights (default: shipped)")
     p.add_argument("--device", default="cpu", help="torch device for MdAFuse (default: cpu)")
     p.add_argument(
-        "-j", "--jobs", type=int, default=1, metavar="N",
-        help="worker processes sharing the pairs, each with CPUs/N threads (default 1); the table is the same, 'seconds' are times within a worker",
+        "-j", "--jobs", type=int, default=None, metavar="N",
+        help="worker processes sharing the pairs, each with CPUs/N threads (default: one per CPU; 1 runs in this process); "
+        "the table is the same for any N, 'seconds' are times within a worker",
     )
     p.set_defaults(func=handler)
 
@@ -48,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handler(args: argparse.Namespace) -> int:
     from mdafuse.evaluation.benchmark import run_benchmark, summarise
 
-    table = run_benchmark(args.dataset, args.out, methods=args.methods, limit=args.limit, split=args.split, weights=args.weights, device=args.device, jobs=args.jobs)
+    # one process per CPU: on small images, process parallelism beats BLAS threads (benchmarks/results/benchmark_jobs.md)
+    jobs = args.jobs if args.jobs is not None else max(1, os.cpu_count() or 1)
+    table = run_benchmark(args.dataset, args.out, methods=args.methods, limit=args.limit, split=args.split, weights=args.weights, device=args.device, jobs=jobs)
     print(summarise(table))
     print(f"wrote {args.out}/metrics.parquet ({table.num_rows} rows), summary.md, comparison.png, metrics_chart.png")
     return 0
