@@ -167,20 +167,25 @@ class Decoder(nn.Module):
 
 
 class DirectHead(nn.Module):
-    """The paper's output, tanh mapped to [0, 1], optionally mixed with the max rule: ``(B, 1, H, W) -> (B, 1, H, W)``.
+    """The paper's output, tanh mapped to [0, 1], optionally mixed with a fixed rule: ``(B, 1, H, W) -> (B, 1, H, W)``.
 
-    ``F = (1 - g) * (tanh(logits) + 1) / 2 + g * max(MR, Y)``; ``g = 0`` is the paper's head.
+    ``F = (1 - g) * (tanh(logits) + 1) / 2 + g * R`` with ``R = max(MR, Y)`` (``rule="max"``) or
+    ``(MR + Y) / 2`` (``rule="mean"``); ``g = 0`` is the paper's head.
     """
 
-    def __init__(self, salient_skip: float = 0.0) -> None:
+    def __init__(self, salient_skip: float = 0.0, rule: str = "max") -> None:
         super().__init__()
+        if rule not in ("max", "mean"):
+            raise ValueError(f"rule must be 'max' or 'mean'; got {rule!r}")
         self.salient_skip = salient_skip
+        self.rule = rule
 
     def forward(self, logits: torch.Tensor, mr: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
         decoded = 0.5 * (torch.tanh(logits) + 1.0)
         if not self.salient_skip:
             return decoded
-        return (1.0 - self.salient_skip) * decoded + self.salient_skip * torch.maximum(mr, functional)
+        ref = torch.maximum(mr, functional) if self.rule == "max" else 0.5 * (mr + functional)
+        return (1.0 - self.salient_skip) * decoded + self.salient_skip * ref
 
 
 class BlendHead(nn.Module):

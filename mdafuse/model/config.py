@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 
 
 HEADS = ("direct", "blend")
+#: Fixed fusion rules the salient skip can copy from: the max rule or the plain average.
+SKIP_RULES = ("max", "mean")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class MdAFuseConfig:
             ``F = (1 - g) * D + g * max(MR, Y)`` with ``D`` the decoded image. The paper's element-wise
             maximum keeps salient content in feature space; this skip also keeps a fixed share of the
             salient source intensities (uptake, bright anatomy) exactly. 0 is the paper's output.
+        skip_rule: the fixed rule the salient skip copies from: ``"max"`` (``max(MR, Y)``, above) or
+            ``"mean"`` (``(MR + Y) / 2``: the error-minimising image, so the skip spends none of the
+            MSE budget on ``|MR - Y| / 2``, and contrast must come from the decoder).
     """
 
     cfm_channels: tuple[int, ...] = (2, 4, 8)
@@ -51,6 +56,7 @@ class MdAFuseConfig:
     head: str = "direct"
     residual_scale: float = 0.2
     salient_skip: float = 0.0
+    skip_rule: str = "max"
 
     def __post_init__(self) -> None:
         for name in ("cfm_kernel", "cfm_reduce_kernel", "ffm_kernel"):
@@ -67,6 +73,8 @@ class MdAFuseConfig:
             raise ValueError(f"residual_scale must be >= 0; got {self.residual_scale}")
         if not 0.0 <= self.salient_skip < 1.0:
             raise ValueError(f"salient_skip must be in [0, 1); got {self.salient_skip}")
+        if self.skip_rule not in SKIP_RULES:
+            raise ValueError(f"skip_rule must be one of {SKIP_RULES}; got {self.skip_rule!r}")
         if self.salient_skip and self.head != "direct":
             raise ValueError(f"salient_skip applies to the 'direct' head only; got head={self.head!r}")
         if min(self.mfm_stem, self.mfm_channels, self.mfm_expand, self.features) < 1:

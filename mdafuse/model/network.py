@@ -52,7 +52,7 @@ class MdAFuseNet(nn.Module):
         self.affine = AdaptiveAffine(2 * self.config.features)
         blend = self.config.head == "blend"
         self.decoder = Decoder(2 * self.config.features, self.config.decoder_channels, out_channels=2 if blend else 1)
-        self.head = BlendHead(self.config.residual_scale) if blend else DirectHead(self.config.salient_skip)
+        self.head = BlendHead(self.config.residual_scale) if blend else DirectHead(self.config.salient_skip, self.config.skip_rule)
 
     def forward(self, mr: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
         if mr.ndim != 4 or mr.shape[1] != 1:

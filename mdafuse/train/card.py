@@ -76,13 +76,19 @@ def _output_text(model: MdAFuseConfig) -> str:
         return f"output head: per-pixel blend of MR and Y plus a residual bounded by {model.residual_scale:g}"
     if model.salient_skip:
         g = model.salient_skip
-        return f"output `F = {1 - g:g} (tanh + 1) / 2 + {g:g} max(MR, Y)` (salient skip)"
+        ref = "max(MR, Y)" if model.skip_rule == "max" else "(MR + Y) / 2"
+        return f"output `F = {1 - g:g} (tanh + 1) / 2 + {g:g} {ref}` (salient skip)"
     return "output tanh mapped to [0, 1]"
 
 
 def _departure_text(model: MdAFuseConfig) -> str:
     if not model.salient_skip:
         return ""
+    if model.skip_rule == "mean":
+        return (
+            f"; a skip copies a share {model.salient_skip:g} of the output from the average of the two inputs, the image of least "
+            "error, so the decoder alone adds contrast and detail (why: `benchmarks/results/loss_study.md`)"
+        )
     return (
         f"; a salient skip copies a share {model.salient_skip:g} of the output from the max rule of the two inputs (the paper keeps "
         "salient content with the element-wise maximum in feature space only), so bright uptake and anatomy are kept exactly in "

@@ -69,6 +69,23 @@ def test_salient_skip_mixes_the_max_rule_in_exactly():
     torch.testing.assert_close(DirectHead(0.3)(torch.atanh(2 * target - 1), target, target), target)
 
 
+def test_mean_skip_mixes_the_average_in_exactly():
+    logits = torch.randn(2, 1, 5, 6) * 3
+    mr, fn = torch.rand(2, 1, 5, 6), torch.rand(2, 1, 5, 6)
+    decoded = DirectHead()(logits, mr, fn)
+    torch.testing.assert_close(DirectHead(0.4, "mean")(logits, mr, fn), 0.6 * decoded + 0.2 * (mr + fn))
+    # where the decoder copies the average, the skip changes nothing
+    avg = ((mr + fn) / 2).clamp(0.01, 0.99)
+    torch.testing.assert_close(DirectHead(0.4, "mean")(torch.atanh(2 * avg - 1), avg, avg), avg)
+    with pytest.raises(ValueError, match="rule must be 'max' or 'mean'"):
+        DirectHead(0.4, "min")
+    with pytest.raises(ValueError, match="skip_rule must be one of"):
+        MdAFuseConfig(skip_rule="min")
+    assert MdAFuseConfig.from_json(MdAFuseConfig(salient_skip=0.3, skip_rule="mean").to_json()).skip_rule == "mean"
+    # weights saved before the option existed load with the max rule
+    assert MdAFuseConfig.from_json('{"salient_skip": 0.4}').skip_rule == "max"
+
+
 def test_coarse_module_uses_large_kernels_and_fine_small():
     cfm_kernels = {m.kernel_size[0] for m in CoarseFeatureModule(CFG).modules() if isinstance(m, torch.nn.Conv2d)}
     ffm_kernels = {m.kernel_size[0] for m in FineFeatureModule(CFG).modules() if isinstance(m, torch.nn.Conv2d)}

@@ -86,4 +86,7 @@ def test_model_card_records_the_recipe(harvard_root, tmp_path):
     skip_cfg = replace(cfg, model=replace(cfg.model, salient_skip=0.4))
     text = write_model_card(weights, sha, skip_cfg, result, validation, "mdafuse train ...").read_text()
     assert "output `F = 0.6 (tanh + 1) / 2 + 0.4 max(MR, Y)` (salient skip)" in text
+    mean_cfg = replace(cfg, model=replace(cfg.model, salient_skip=0.3, skip_rule="mean"))
+    text = write_model_card(weights, sha, mean_cfg, result, validation, "mdafuse train ...").read_text()
+    assert "output `F = 0.7 (tanh + 1) / 2 + 0.3 (MR + Y) / 2` (salient skip)" in text and "from the average of the two inputs" in text
     assert json.loads(weights.with_suffix(".json").read_text())["sha256"] == sha
