@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+from mdafuse.model.weights import read_metadata
 
 
 def average_weights(out: Path, inputs: list[Path]) -> Path:
     """Write the element-wise mean of ``inputs`` to ``out``; raises ValueError on mismatched tensors or configurations."""
     tensors = [load_file(str(p)) for p in inputs]
-    metas = []
-    for p in inputs:
-        with safe_open(str(p), "pt") as f:
-            metas.append(f.metadata() or {})
+    metas = [read_metadata(p) for p in inputs]
     if any(m.get("config") != metas[0].get("config") for m in metas) or any(t.keys() != tensors[0].keys() for t in tensors):
         raise ValueError(f"{', '.join(map(str, inputs))}: weights of different network configurations cannot be averaged")
     mean = {k: (sum(t[k].double() for t in tensors) / len(tensors)).to(v.dtype) if v.is_floating_point() else v for k, v in tensors[0].items()}

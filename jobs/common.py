@@ -36,6 +36,7 @@ import pyarrow as pa
 from mdafuse import storage
 from mdafuse.cohort import IMAGE_KIND
 from mdafuse.modality import functional_modality
+from mdafuse.threads import THREAD_ENV_VARS
 
 log = logging.getLogger("jobs.common")
 
@@ -44,8 +45,6 @@ TIMING_NAMES: tuple[str, ...] = ("t_read_s", "t_fuse_s", "t_enhance_s", "t_metri
 CRASH_ENV = "MDAFUSE_INJECT_CRASH"
 #: pair-table columns that may be written under OUT (the others name input locations or DICOM UIDs)
 PUBLIC_PAIR_COLUMNS: tuple[str, ...] = ("pair_id", "subject_id", "session", "kind", "label")
-#: thread-count variables set in every worker's environment (see :func:`thread_env`)
-THREAD_ENV_VARS: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _UID_RE = re.compile(r"(?<![\w.])[0-2](?:\.\d+){4,}(?![\w.])")
 
 ROW_SCHEMA = pa.schema(
@@ -150,12 +149,6 @@ def crash_hook_from_env() -> tuple[str | None, str | None]:
     if not pid or not marker:
         raise ValueError(f"{CRASH_ENV} must be '<pair_id>:<marker file>'; got {value!r}")
     return pid, marker
-
-
-def thread_env(threads: int) -> dict[str, str]:
-    """Environment of a worker holding ``threads`` CPUs: OpenMP/BLAS pools sized to its share."""
-    n = str(max(1, int(threads)))
-    return {k: n for k in THREAD_ENV_VARS}
 
 
 def limit_threads(threads: int) -> int:

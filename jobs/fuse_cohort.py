@@ -38,10 +38,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.common import CRASH_ENV, PUBLIC_PAIR_COLUMNS, ROW_SCHEMA, FusePairs, JobConfig, thread_env
+from jobs.common import CRASH_ENV, PUBLIC_PAIR_COLUMNS, ROW_SCHEMA, FusePairs, JobConfig
 from mdafuse import storage
 from mdafuse.cohort import build_pair_table
 from mdafuse.modality import FUNCTIONAL_MODALITIES
+from mdafuse.threads import thread_env
 
 log = logging.getLogger("jobs.fuse_cohort")
 

@@ -48,6 +48,7 @@ from jobs.common import limit_threads, read_volume, scrub_locations
 from jobs.fuse_cohort import DEMO_OUT, _cohort_name, read_result_tables, resolve_out, _default_run_id, _init_ray, _write_parquet, salt_is_default, stream_through_actors, worker_threads
 from mdafuse import storage
 from mdafuse.cohort import VOLUME_KIND, build_pair_table
+from mdafuse.modality import UPTAKE_MODALITIES
 
 log = logging.getLogger("jobs.track_lesions")
 
@@ -147,7 +148,7 @@ class TrackSubjects:
                 notes.extend(f"{tp['session']}: {w}" for w in pet_warnings(mr, pet))
                 tps.append(TimepointInput(mr.data, pet.data, tp["session"], mr.spacing))
             local_out = Path(work) / "out"
-            modality = cfg.modality or subject_modality(timepoints, notes)
+            modality = cfg.modality or baseline_modality(timepoints, notes)
             result = track_subject(tps, TrackConfig(subject=subject_id, out_dir=local_out, fuse=cfg.fuse, fusion_weights=cfg.weights, fusion_modality=modality, device=cfg.device))
             for name in ("lesions.parquet", "lesions.csv", "tracking.png"):
                 if (local_out / name).is_file():
@@ -180,7 +181,7 @@ class TrackSubjects:
         return rows
 
 
-def subject_modality(timepoints: list[dict], notes: list[str]) -> str | None:
+def baseline_modality(timepoints: list[dict], notes: list[str]) -> str | None:
     """The baseline session's functional modality (None when unknown); a note when sessions differ."""
     found = [tp.get("modality") or None for tp in timepoints]
     if len({m for m in found if m}) > 1:
@@ -226,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--modality",
         type=str.upper,
-        choices=("PET", "SPECT"),
+        choices=UPTAKE_MODALITIES,
         default=None,
         help="one uptake modality for the whole cohort, picking the figures' fusion weights; default: each subject's own (its baseline session's)",
     )

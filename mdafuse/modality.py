@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["FUNCTIONAL_MODALITIES", "functional_modality"]
+__all__ = ["FUNCTIONAL_MODALITIES", "UPTAKE_MODALITIES", "functional_modality"]
 
 FUNCTIONAL_MODALITIES = ("PET", "SPECT", "CT")
+#: The functional modalities that measure uptake, the ones lesion tracking works on.
+UPTAKE_MODALITIES = ("PET", "SPECT")
 # DICOM Modality codes (PT, NM) and the names users write, to one functional modality name.
 _ALIASES = {"PET": "PET", "PT": "PET", "SPECT": "SPECT", "NM": "SPECT", "CT": "CT"}
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mdafuse.modality import UPTAKE_MODALITIES
+
 __all__ = ["register", "load_subject", "subject_modality", "is_cohort", "job_command"]
 
 _SUBJECT_FILES = ("mr.nii.gz", "mr.nii", "mr.png")
@@ -178,7 +180,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--modality",
         type=str.upper,
-        choices=("PET", "SPECT"),
+        choices=UPTAKE_MODALITIES,
         help="uptake modality, picking the shipped fusion weights (default: SPECT when a time point has spect.png, else PET; cohort mode: each subject's own)",
     )
     p.add_argument("--device", default="cpu", help="torch device for fusion (default cpu)")

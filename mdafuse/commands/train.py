@@ -6,6 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+from mdafuse.model.config import SKIP_RULES
+
 
 LOSS_TERMS = {
     "ssim_mr": "1 - SSIM(F, MR)",
@@ -44,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, default=None, help="checkpoint.safetensors to continue from")
     p.add_argument("--export", type=Path, default=None, help="write inference weights here (+ a .json card and a .md model card beside them)")
     p.add_argument("--head", choices=["direct", "blend"], default="direct", help="decoder output: the image (paper) or a source blend + residual")
-    p.add_argument("--skip-rule", choices=("max", "mean"), default="max", help="fixed rule the salient skip copies from: max(MR, Y) or the average (MR + Y) / 2 (default max)")
+    p.add_argument("--skip-rule", choices=SKIP_RULES, default="max", help="fixed rule the salient skip copies from: max(MR, Y) or the average (MR + Y) / 2 (default max)")
     p.add_argument("--salient-skip", type=float, default=0.0, help="share g of the output taken from the max rule: F = (1 - g) * decoded + g * max(MR, Y) (default 0, the paper's head)")
     for name, text in LOSS_TERMS.items():
         p.add_argument(f"--w-{name.replace('_', '-')}", type=float, default=None, help=f"weight of {text} (default: LossWeights.{name})")

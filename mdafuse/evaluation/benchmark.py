@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mdafuse.data import MODALITY_FOLDERS, PairPaths, find_data_root, harvard_pairs, split_pairs
+from mdafuse.threads import THREAD_ENV_VARS, thread_env
 
 __all__ = [
     "MDAFUSE",
@@ -125,11 +126,10 @@ def _example_indices(n: int, k: int = 2) -> list[int]:
     return picks
 
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _WORKER: dict = {}
 
 
-def _init_worker(weights: Path | None, device: str, modality: str, threads: int | None) -> None:
+def _init_worker(weights: Path | None, device: str, threads: int | None) -> None:
     """Load the MdAFuse model once per process (the benchmark's process or a pool worker)."""
     fuser = None
     if weights is not None:
@@ -139,7 +139,7 @@ def _init_worker(weights: Path | None, device: str, modality: str, threads: int 
             import torch
 
             torch.set_num_threads(threads)
-        fuser = Fuser(weights=weights, device=device, modality=modality)
+        fuser = Fuser(weights=weights, device=device)
     _WORKER.update(fuser=fuser, warm=False)
 
 
@@ -237,7 +237,7 @@ def run_benchmark(
 
     metric_names = list(METRICS)
     examples = set(_example_indices(len(pairs)))
-    setup = (weights if MDAFUSE in methods else None, device, modality)
+    setup = (weights if MDAFUSE in methods else None, device)
     progress = tqdm(total=len(pairs), desc=f"benchmark {name}", unit="pair")
     results: dict[int, tuple[list[dict], dict]] = {}
     if jobs == 1:
@@ -255,8 +255,8 @@ def run_benchmark(
         threads = max(1, (os.cpu_count() or 1) // jobs)
         # BLAS pools are sized when a worker imports numpy, before its initializer runs; spawned
         # workers inherit this environment
-        saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-        os.environ.update({k: str(threads) for k in _THREAD_VARS})
+        saved = {k: os.environ.get(k) for k in THREAD_ENV_VARS}
+        os.environ.update(thread_env(threads))
         try:
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(*setup, threads)) as pool:
                 futures = {pool.submit(_score_pair, pair, methods, metric_names, i in examples): i for i, pair in enumerate(pairs)}

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdafuse.model.config import MdAFuseConfig
+from mdafuse.model.config import SKIP_RULES, MdAFuseConfig
 
 
 class ConvBNReLU(nn.Sequential):
@@ -175,7 +175,7 @@ class DirectHead(nn.Module):
 
     def __init__(self, salient_skip: float = 0.0, rule: str = "max") -> None:
         super().__init__()
-        if rule not in ("max", "mean"):
+        if rule not in SKIP_RULES:
             raise ValueError(f"rule must be 'max' or 'mean'; got {rule!r}")
         self.salient_skip = salient_skip
         self.rule = rule

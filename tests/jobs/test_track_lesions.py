@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 import pyarrow.parquet as pq
 
-from jobs.track_lesions import main, subject_modality, subject_table
+from jobs.track_lesions import baseline_modality, main, subject_table
 from mdafuse.cohort import build_pair_table
 
 
@@ -127,8 +127,8 @@ def test_track_command_cohort_mode(tmp_path, monkeypatch):
 def test_subject_modality_is_the_baselines():
     """The figures of a subject fuse with its baseline session's modality; mixed sessions leave a note."""
     notes: list[str] = []
-    assert subject_modality([{"session": "t0", "modality": "SPECT"}, {"session": "t1", "modality": "SPECT"}], notes) == "SPECT"
-    assert subject_modality([{"session": "t0", "modality": ""}, {"session": "t1", "modality": ""}], notes) is None
+    assert baseline_modality([{"session": "t0", "modality": "SPECT"}, {"session": "t1", "modality": "SPECT"}], notes) == "SPECT"
+    assert baseline_modality([{"session": "t0", "modality": ""}, {"session": "t1", "modality": ""}], notes) is None
     assert notes == []
-    assert subject_modality([{"session": "t0", "modality": "PET"}, {"session": "t1", "modality": "SPECT"}], notes) == "PET"
+    assert baseline_modality([{"session": "t0", "modality": "PET"}, {"session": "t1", "modality": "SPECT"}], notes) == "PET"
     assert notes == ["sessions differ in modality (t0: PET, t1: SPECT); figures fuse with the baseline's weights"]
