@@ -16,6 +16,7 @@ import sys
 COMMANDS: list[tuple[str, str]] = [
     ("fuse", "mdafuse.commands.fuse"),
     ("train", "mdafuse.commands.train"),
+    ("ensemble", "mdafuse.commands.ensemble"),
     ("benchmark", "mdafuse.commands.benchmark"),
     ("demo-cohort", "mdafuse.commands.demo_cohort"),
     ("track", "mdafuse.commands.track"),

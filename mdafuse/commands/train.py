@@ -6,6 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from mdafuse.data import MODALITY_FOLDERS
 from mdafuse.model.config import SKIP_RULES
 
 
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 is faster on a busy machine)")
-    p.add_argument("--datasets", nargs="+", default=["MR-PET", "MR-SPECT"], choices=["MR-PET", "MR-SPECT", "MR-CT"])
+    p.add_argument("--datasets", nargs="+", default=["MR-PET", "MR-SPECT"], choices=list(MODALITY_FOLDERS))
     p.add_argument("--data", default=None, help="shared data folder (default: ../shared/data or $MDAFUSE_DATA)")
     p.add_argument("--resume", type=Path, default=None, help="checkpoint.safetensors to continue from")
     p.add_argument("--export", type=Path, default=None, help="write inference weights here (+ a .json card and a .md model card beside them)")

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
+from torch import nn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mdafuse.modality import functional_modality
 from mdafuse.model.config import MdAFuseConfig
+from mdafuse.model.ensemble import EnsembleConfig, MdAFuseEnsemble
 from mdafuse.model.network import MdAFuseNet
 
 __all__ = [
@@ -21,6 +25,8 @@ __all__ = [
     "MODALITY_WEIGHTS",
     "default_weights_path",
     "save_weights",
+    "save_ensemble",
+    "read_metadata",
     "load_model",
     "file_sha256",
 ]
@@ -39,7 +45,7 @@ class WeightsInfo:
     path: Path
     sha256: str
     version: str
-    config: MdAFuseConfig
+    config: MdAFuseConfig | EnsembleConfig
     metadata: dict[str, str] = field(default_factory=dict)
 
 
@@ -51,21 +57,62 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _sort_header_metadata(path: Path) -> None:
+    """Put the string metadata of a safetensors header in key order, so equal weights give equal files.
+
+    safetensors writes the metadata from a hash map, in an order that changes from run to run, and the
+    sha256 recorded for every output row would change with it. Only that order changes: the header keeps
+    its length, the tensors and their offsets are untouched.
+    """
+    with open(path, "r+b") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        raw = fh.read(size)
+        header = json.loads(raw)
+        text = raw.decode("utf-8").rstrip(" ")
+
+        def dump(obj: dict) -> str:
+            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+        if "__metadata__" not in header or dump(header) != text:
+            return  # not an encoding this function reproduces exactly: leave the file as written
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        fh.seek(8)
+        fh.write(dump(header).encode("utf-8").ljust(size, b" "))
+
+
 def default_weights_path(modality: str | None = None) -> Path:
     """Path of the weights shipped inside the package for ``modality`` (PET, SPECT, CT, or None)."""
     name = MODALITY_WEIGHTS.get(functional_modality(modality) or "", DEFAULT_WEIGHTS)
     return Path(__file__).resolve().parent.parent / "weights" / name
 
 
-def save_weights(model: MdAFuseNet, path: str | Path, version: str, extra: dict[str, str] | None = None) -> str:
-    """Write the model's state dict (eval-ready, BN statistics included) and return its sha256."""
+def _write(module: nn.Module, path: str | Path, meta: dict[str, str]) -> str:
+    """Write ``module``'s state dict (BN statistics included) with ``meta``; return the file's sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": "mdafuse", "version": version, "config": model.config.to_json()}
-    meta.update(extra or {})
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
     save_file(state, str(path), metadata=meta)
+    _sort_header_metadata(path)
     return file_sha256(path)
+
+
+def save_weights(model: MdAFuseNet, path: str | Path, version: str, extra: dict[str, str] | None = None) -> str:
+    """Write the model's state dict (eval-ready, BN statistics included) and return its sha256."""
+    meta = {"format": "mdafuse", "version": version, "config": model.config.to_json()}
+    return _write(model, path, {**meta, **(extra or {})})
+
+
+def save_ensemble(
+    members: Sequence[MdAFuseNet], path: str | Path, version: str, flip_average: bool = False, extra: dict[str, str] | None = None
+) -> str:
+    """Write one weights file holding every member network (see :class:`MdAFuseEnsemble`); return its sha256."""
+    if not all(isinstance(m, MdAFuseNet) for m in members):
+        raise TypeError("ensemble members must be single MdAFuseNet networks")
+    ensemble = MdAFuseEnsemble(EnsembleConfig(tuple(m.config for m in members), flip_average))
+    for target, source in zip(ensemble.members, members):
+        target.load_state_dict(source.state_dict(), strict=True)
+    meta = {"format": "mdafuse", "version": version, "ensemble": ensemble.config.to_json()}
+    return _write(ensemble, path, {**meta, **(extra or {})})
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -79,8 +126,8 @@ def load_model(
     device: str | torch.device = "cpu",
     expected_sha256: str | None = None,
     modality: str | None = None,
-) -> tuple[MdAFuseNet, WeightsInfo]:
-    """Load an eval-mode network from a safetensors file (the shipped weights by default).
+) -> tuple[MdAFuseNet | MdAFuseEnsemble, WeightsInfo]:
+    """Load an eval-mode network or ensemble from a safetensors file (the shipped weights by default).
 
     Without ``path`` the shipped weights for ``modality`` are loaded (:func:`default_weights_path`).
     The shipped file is checked against the sha256 recorded in its model card; any file is
@@ -104,10 +151,15 @@ def load_model(
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
-    if meta.get("format") != "mdafuse" or "config" not in meta:
+    if meta.get("format") != "mdafuse" or not ("config" in meta or "ensemble" in meta):
         raise ValueError(f"{path}: safetensors file carries no MdAFuse metadata (format/config); was it written by mdafuse?")
-    cfg = MdAFuseConfig.from_json(meta["config"])
-    model = MdAFuseNet(cfg)
+    model: nn.Module
+    if "ensemble" in meta:
+        cfg: MdAFuseConfig | EnsembleConfig = EnsembleConfig.from_json(meta["ensemble"])
+        model = MdAFuseEnsemble(cfg)
+    else:
+        cfg = MdAFuseConfig.from_json(meta["config"])
+        model = MdAFuseNet(cfg)
     model.load_state_dict(state, strict=True)
     model.eval().to(device)
     return model, WeightsInfo(path=path, sha256=sha, version=meta.get("version", "unknown"), config=cfg, metadata=meta)

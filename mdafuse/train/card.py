@@ -9,18 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
-from mdafuse.data import load_split, split_pairs
+from mdafuse.data import MODALITY_FOLDERS, load_split, split_pairs
 from mdafuse.fusion.color import luminance, rgb_to_ycbcr
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
 from mdafuse.model.config import MdAFuseConfig
+from mdafuse.model.weights import WeightsInfo
 from mdafuse.train.loop import TrainConfig, TrainResult
 from mdafuse.train.losses import LossWeights, ssim_map
 
-__all__ = ["validate_weights", "write_model_card"]
+__all__ = ["validate_weights", "write_model_card", "write_ensemble_card"]
 
 
-def validate_weights(weights: str | Path, datasets: tuple[str, ...] = ("MR-PET", "MR-SPECT", "MR-CT"), data_root: str | None = None) -> dict[str, dict[str, float]]:
+def validate_weights(weights: str | Path, datasets: tuple[str, ...] = tuple(MODALITY_FOLDERS), data_root: str | None = None) -> dict[str, dict[str, float]]:
     """Held-out figures per dataset: SSIM of fused Y to MR and to functional Y, and a chroma check.
 
     The chroma check compares Cb/Cr of the fused RGB (after clipping to [0, 1]) with those of the
@@ -96,16 +97,47 @@ def _departure_text(model: MdAFuseConfig) -> str:
     )
 
 
+def _validation_lines(validation: dict[str, dict[str, float]]) -> list[str]:
+    if not validation:
+        return ["## Held-out validation (test series)", "", "Not run for this file.", ""]
+    lines = [
+        "## Held-out validation (test series)",
+        "",
+        "| dataset | pairs | SSIM(fused Y, MR) | SSIM(fused Y, functional Y) | chroma |Δ| mean (8-bit) | chroma |Δ| p99 (8-bit) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for ds, row in validation.items():
+        cm = row.get("chroma_abs_diff_mean_8bit")
+        cp = row.get("chroma_abs_diff_p99_8bit")
+        lines.append(
+            f"| {ds} | {int(row['pairs'])} | {row['ssim_fused_mr']:.3f} | {row['ssim_fused_functional']:.3f} | "
+            f"{'n/a (grey)' if cm is None else f'{cm:.2f}'} | {'n/a' if cp is None else f'{cp:.2f}'} |"
+        )
+    return lines + ["", "Chroma differences come only from clipping to the RGB gamut after the new luminance; before clipping Cb/Cr are copied exactly.", ""]
+
+
+def _benchmark_lines() -> list[str]:
+    return [
+        "## Benchmarks and choices",
+        "",
+        "- Held-out comparison with the classical baselines on every metric: `benchmarks/results/harvard/` "
+        "(`mdafuse benchmark MR-PET -o benchmarks/results/harvard/MR-PET`, same for MR-SPECT).",
+        "- How the loss weights were chosen, and how far the 6-of-9 metric target is: `benchmarks/results/loss_study.md`, "
+        "`benchmarks/results/metric_bounds.md`.",
+    ]
+
+
+def _card_head(weights: Path, sha256: str, command: str) -> dict[str, str]:
+    """The fields every card starts with; ``sha256`` is the one verified when shipped weights load."""
+    return {"weights": weights.name, "sha256": sha256, "version": weights.stem, "date": _dt.date.today().isoformat(), "command": command}
+
+
 def write_model_card(weights: Path, sha256: str, cfg: TrainConfig, result: TrainResult, validation: dict[str, dict[str, float]], command: str) -> Path:
     """Write ``<weights>.json`` (machine-readable, holds the sha256 verified at load) and ``<weights>.md``."""
     split = load_split()
     n_train = {ds: len(split_pairs(ds, "train", cfg.data_root)) for ds in cfg.datasets}
     card = {
-        "weights": weights.name,
-        "sha256": sha256,
-        "version": weights.stem,
-        "date": _dt.date.today().isoformat(),
-        "command": command,
+        **_card_head(weights, sha256, command),
         "train_seconds": round(result.seconds, 1),
         "train_pairs": n_train,
         "split": split,
@@ -137,29 +169,64 @@ def write_model_card(weights: Path, sha256: str, cfg: TrainConfig, result: Train
         "(the release shares them along image width, which ties the model to one width); output `(tanh + 1) / 2` to stay in [0, 1]"
         + _departure_text(cfg.model) + ".",
         "",
-        "## Held-out validation (test series)",
-        "",
-        "| dataset | pairs | SSIM(fused Y, MR) | SSIM(fused Y, functional Y) | chroma |Δ| mean (8-bit) | chroma |Δ| p99 (8-bit) |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for ds, row in validation.items():
-        cm = row.get("chroma_abs_diff_mean_8bit")
-        cp = row.get("chroma_abs_diff_p99_8bit")
-        lines.append(
-            f"| {ds} | {int(row['pairs'])} | {row['ssim_fused_mr']:.3f} | {row['ssim_fused_functional']:.3f} | "
-            f"{'n/a (grey)' if cm is None else f'{cm:.2f}'} | {'n/a' if cp is None else f'{cp:.2f}'} |"
+    lines += _validation_lines(validation) + _benchmark_lines()
+    lines += ["- Training is deterministic on CPU with one thread: rerunning the command above reproduces these weights bit for bit.", ""]
+    md = weights.with_suffix(".md")
+    md.write_text("\n".join(lines))
+    return md
+
+
+def write_ensemble_card(
+    weights: Path, sha256: str, members: list[WeightsInfo], flip_average: bool, validation: dict[str, dict[str, float]], command: str
+) -> Path:
+    """Write ``<weights>.json`` and ``<weights>.md`` for an ensemble: its members, their training and the validation.
+
+    Each member's training command is taken from the member's own card (``<member>.json``) when it
+    sits beside the member's weights file.
+    """
+    rows = []
+    for info in members:
+        member_card = info.path.with_suffix(".json")
+        card_json = json.loads(member_card.read_text()) if member_card.is_file() else {}
+        rows.append(
+            {
+                "weights": info.path.name,
+                "sha256": info.sha256,
+                "version": info.version,
+                "command": card_json.get("command"),
+                "train_config": json.loads(info.metadata["train_config"]) if "train_config" in info.metadata else None,
+                "model_config": asdict(info.config),
+            }
         )
-    lines += ["", "Chroma differences come only from clipping to the RGB gamut after the new luminance; before clipping Cb/Cr are copied exactly.", ""]
-    lines += [
-        "## Benchmarks and choices",
+    card = {
+        **_card_head(weights, sha256, command),
+        "flip_average": flip_average,
+        "members": rows,
+        "split": load_split(),
+        "validation_test_series": validation,
+    }
+    weights.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    views = len(members) * (4 if flip_average else 1)
+    lines = [
+        f"# Model card: {weights.name}",
         "",
-        "- Held-out comparison with the classical baselines on every metric: `benchmarks/results/harvard/` "
-        "(`mdafuse benchmark MR-PET -o benchmarks/results/harvard/MR-PET`, same for MR-SPECT).",
-        "- How the loss weights were chosen, and how far the 6-of-9 metric target is: `benchmarks/results/loss_study.md`, "
-        "`benchmarks/results/metric_bounds.md`.",
-        "- Training is deterministic on CPU with one thread: rerunning the command above reproduces these weights bit for bit.",
+        f"- **Date**: {card['date']}; **sha256**: `{sha256}`",
+        f"- **Command**: `{command}`",
+        f"- **What it is**: the mean fused luminance of {len(members)} MdAFuse networks"
+        + (", each also applied to the pair flipped left-right, up-down and both (outputs flipped back)" if flip_average else "")
+        + f": {views} network evaluations per pair. No training of its own; each member is a network trained as its card says. "
+        "Why an ensemble: `benchmarks/results/loss_study.md` (ensembles).",
         "",
+        "## Members",
+        "",
+        "| weights | sha256 | output head | training command |",
+        "| --- | --- | --- | --- |",
     ]
+    for info, row in zip(members, rows):
+        lines.append(f"| `{row['weights']}` | `{row['sha256'][:12]}` | {_output_text(info.config)} | `{row['command'] or 'not recorded'}` |")
+    lines += [""] + _validation_lines(validation) + _benchmark_lines()
+    lines += ["- Each member's training is deterministic on CPU with one thread: rerunning its command reproduces its tensors exactly, and rerunning the command above on them reproduces this file byte for byte.", ""]
     md = weights.with_suffix(".md")
     md.write_text("\n".join(lines))
     return md

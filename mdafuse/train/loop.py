@@ -102,19 +102,21 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: str | Path | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    pairs = [p for ds in cfg.datasets for p in split_pairs(ds, "train", cfg.data_root)]
-    if cfg.limit_pairs is not None:
-        pairs = pairs[:: max(1, len(pairs) // cfg.limit_pairs)][: cfg.limit_pairs]
-    data = load_pairs(pairs)
-    log.info("training on %d pairs from %s", len(pairs), ", ".join(cfg.datasets))
     model = MdAFuseNet(cfg.model)
     if cfg.init_weights is not None:
         start_model, _ = load_model(cfg.init_weights)
+        if not isinstance(start_model, MdAFuseNet):
+            raise ValueError(f"{cfg.init_weights}: an ensemble of {len(start_model.members)} networks; start training from one member's weights file")
         try:
             # a head setting without parameters (salient_skip) may differ; every tensor must match
             model.load_state_dict(start_model.state_dict(), strict=True)
         except RuntimeError as exc:
             raise ValueError(f"{cfg.init_weights}: its network {start_model.config} does not fit the configured {cfg.model}: {exc}") from exc
+    pairs = [p for ds in cfg.datasets for p in split_pairs(ds, "train", cfg.data_root)]
+    if cfg.limit_pairs is not None:
+        pairs = pairs[:: max(1, len(pairs) // cfg.limit_pairs)][: cfg.limit_pairs]
+    data = load_pairs(pairs)
+    log.info("training on %d pairs from %s", len(pairs), ", ".join(cfg.datasets))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history = 0, []
     if resume is not None:

@@ -174,7 +174,7 @@ def test_processor_picks_weights_by_modality(tmp_path):
     rows = [proc.process(p) for p in (pet_pair, spect_pair, {**pet_pair, "pair_id": "unknown", "modality": ""})]
     assert [r["status"] for r in rows] == ["ok"] * 3, [r["error"] for r in rows]
     assert [r["weights_sha256"] for r in rows] == [default_sha, spect_sha, default_sha]
-    assert rows[1]["model_version"] == "mdafuse_spect_v2"
+    assert rows[1]["model_version"] == default_weights_path("SPECT").stem
     # a configured modality (or weights file) is used for every pair
     fixed = PairProcessor(JobConfig(out=str(tmp_path / "out2"), cohort="png", run_id="m", modality="NM"))
     assert fixed.fuser_for(pet_pair).weights_sha256 == fixed.fuser_for(spect_pair).weights_sha256 == spect_sha

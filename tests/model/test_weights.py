@@ -42,6 +42,22 @@ def test_save_load_round_trip(tmp_path):
     assert info.sha256 == sha == file_sha256(tmp_path / "w.safetensors") and info.version == "test"
 
 
+def test_equal_weights_give_equal_files(tmp_path):
+    """safetensors orders string metadata differently from run to run; the header is written in key order."""
+    torch.manual_seed(0)
+    net = MdAFuseNet()
+    extra = {"train_config": "{}", "note": "a", "zeta": "z"}
+    shas = {save_weights(net, tmp_path / f"w{i}.safetensors", "v", extra=extra) for i in range(6)}
+    assert len(shas) == 1
+    model, info = load_model(tmp_path / "w0.safetensors")
+    raw = (tmp_path / "w0.safetensors").read_bytes()
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"]) and info.metadata["note"] == "a"
+    mr, fn = _tiny_input()
+    with torch.no_grad():
+        torch.testing.assert_close(model(mr, fn), net.eval()(mr, fn), rtol=0, atol=0)
+
+
 def test_checksum_mismatch_and_bad_files(tmp_path):
     net = MdAFuseNet()
     path = tmp_path / "w.safetensors"
