@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=FUNCTIONAL_MODALITIES,
         default=None,
-        help="one functional modality for the whole cohort, picking its shipped weights (SPECT: mdafuse_spect_v2; PET, CT: mdafuse_v3); default: each pair's own (DICOM PT/NM partner, folder name or manifest column)",
+        help="one functional modality for the whole cohort, picking its shipped weights (SPECT: mdafuse_spect_v3; PET, CT: mdafuse_v3); default: each pair's own (DICOM PT/NM partner, folder name or manifest column)",
     )
     p.add_argument("--slice-images", choices=("brain", "all", "none"), default="brain", help="which volume slices get fused/enhanced PNGs (default brain)")
     p.add_argument("--torch-threads", type=int, default=None, metavar="T", help="torch/OpenMP threads per actor (default: its CPU share, at least 1)")

@@ -33,9 +33,9 @@ __all__ = [
 
 DEFAULT_WEIGHTS = "mdafuse_v3.safetensors"
 #: Shipped weights trained for one functional modality; any other modality (PET, CT, unknown) gets
-#: DEFAULT_WEIGHTS, trained on MR-PET and MR-SPECT together. Why SPECT has its own:
-#: benchmarks/results/loss_study.md (fourth study).
-MODALITY_WEIGHTS = {"SPECT": "mdafuse_spect_v2.safetensors"}
+#: DEFAULT_WEIGHTS, trained on MR-PET and MR-SPECT together. Why SPECT has its own, and why it is an
+#: ensemble of two networks: benchmarks/results/loss_study.md (fourth and sixth studies).
+MODALITY_WEIGHTS = {"SPECT": "mdafuse_spect_v3.safetensors"}
 
 
 @dataclass(frozen=True)
