@@ -14,6 +14,7 @@ from mdafuse.fusion.color import luminance, rgb_to_ycbcr
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
 from mdafuse.model.config import MdAFuseConfig
+from mdafuse.model.ensemble import FLIP_VIEWS
 from mdafuse.model.weights import WeightsInfo
 from mdafuse.train.loop import TrainConfig, TrainResult
 from mdafuse.train.losses import LossWeights, ssim_map
@@ -207,7 +208,7 @@ def write_ensemble_card(
         "validation_test_series": validation,
     }
     weights.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    views = len(members) * (4 if flip_average else 1)
+    views = len(members) * (len(FLIP_VIEWS) if flip_average else 1)
     lines = [
         f"# Model card: {weights.name}",
         "",
