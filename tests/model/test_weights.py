@@ -83,6 +83,22 @@ def test_shipped_weights_verify_and_are_small(modality):
     assert info.path == path and not model.training
 
 
+def test_shipped_ensembles_rebuild_from_shipped_members(tmp_path):
+    """Every shipped ensemble is its card's members, byte for byte: rebuilding it gives the same sha256."""
+    from mdafuse.model.ensemble import MdAFuseEnsemble
+    from mdafuse.model.weights import save_ensemble
+
+    shipped = default_weights_path().parent
+    ensembles = [p for p in sorted(shipped.glob("*.safetensors")) if isinstance(load_model(p)[0], MdAFuseEnsemble)]
+    assert default_weights_path("SPECT") in ensembles  # the SPECT default is one (loss study, sixth study)
+    for path in ensembles:
+        card = json.loads(path.with_suffix(".json").read_text())
+        members = [load_model(shipped / row["weights"], expected_sha256=row["sha256"])[0] for row in card["members"]]
+        model, info = load_model(path)
+        rebuilt = save_ensemble(members, tmp_path / path.name, info.version, flip_average=card["flip_average"])
+        assert rebuilt == card["sha256"] == info.sha256, f"{path.name}: rebuild with {card['command']}"
+
+
 @pytest.mark.parametrize(
     ("modality", "expected"),
     [(None, None), ("PET", "PET"), ("pt", "PET"), ("SPECT", "SPECT"), ("NM", "SPECT"), (" spect ", "SPECT"), ("CT", "CT")],
