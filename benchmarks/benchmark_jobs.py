@@ -59,7 +59,7 @@ def main() -> None:
         "",
         f"Produced by `python benchmarks/benchmark_jobs.py --dataset {args.dataset} --limit {args.limit} --jobs {args.jobs} --rounds {args.rounds}` "
         f"on {time.strftime('%Y-%m-%d')}; {platform.machine()}, {os.cpu_count()} CPUs, machine shared with other work (figures are indicative). "
-        f"Each run is `mdafuse benchmark {args.dataset} --limit {args.limit}` with all ten methods (MdAFuse: the shipped "
+        f"Each run is `mdafuse benchmark {args.dataset} --limit {args.limit}` with every method (MdAFuse: the shipped "
         f"`{default_weights_path(MODALITY_FOLDERS.get(args.dataset)).stem}`), process start-up included.",
         "",
         f"| round | setting | wall s | ratio to -j {args.jobs} |",

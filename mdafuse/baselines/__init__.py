@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mdafuse.baselines import average, dwt, gff, ihs, laplacian, latlrr, maximum, minimum, pca
+from mdafuse.baselines import average, dwt, gff, ihs, laplacian, latlrr, maximum, minimum, nsst, pca
 
 __all__ = ["BASELINES", "fuse_color"]
 
@@ -26,6 +26,7 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "ihs": ihs.fuse,
     "gff": gff.fuse,
     "latlrr": latlrr.fuse,
+    "nsst": nsst.fuse,
 }
 
 # Methods with their own colour rule instead of "fuse Y, keep Cb/Cr".

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 MDAFUSE = "mdafuse"
 SPLITS = ("test", "train", "all")
 _ROI_COLOURS = ("#ff3b30", "#2fb7ff")
-_DISPLAY = {MDAFUSE: "MdAFuse", "pca": "PCA", "dwt": "DWT", "ihs": "IHS", "gff": "GFF", "latlrr": "LatLRR"}
+_DISPLAY = {MDAFUSE: "MdAFuse", "pca": "PCA", "dwt": "DWT", "ihs": "IHS", "gff": "GFF", "latlrr": "LatLRR", "nsst": "NSST"}
 
 
 def available_methods() -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdafuse.baselines import BASELINES, average, dwt, fuse_color, gff, ihs, laplacian, latlrr, pca
+from mdafuse.baselines import BASELINES, average, dwt, fuse_color, gff, ihs, laplacian, latlrr, nsst, pca
 from mdafuse.fusion.color import rgb_to_ycbcr
 
 
@@ -18,7 +18,7 @@ def _smooth_pair(shape: tuple[int, int], seed: int = 0) -> tuple[np.ndarray, np.
 
 
 def test_registry_lists_every_method():
-    assert set(BASELINES) == {"average", "maximum", "minimum", "pca", "laplacian", "dwt", "ihs", "gff", "latlrr"}
+    assert set(BASELINES) == {"average", "maximum", "minimum", "pca", "laplacian", "dwt", "ihs", "gff", "latlrr", "nsst"}
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
@@ -66,7 +66,7 @@ def test_max_min_of_disjoint_squares():
     np.testing.assert_array_equal(BASELINES["minimum"](a + 0.1, b + 0.1), np.minimum(a, b) + np.float32(0.1))
 
 
-@pytest.mark.parametrize("name", ["laplacian", "dwt", "gff", "pca", "average", "maximum", "minimum"])
+@pytest.mark.parametrize("name", ["laplacian", "dwt", "gff", "pca", "average", "maximum", "minimum", "nsst"])
 @pytest.mark.parametrize("shape", [(33, 35), (64, 64)])
 def test_fusing_image_with_itself_returns_it(name, shape):
     a, _ = _smooth_pair(shape, seed=3)
@@ -215,3 +215,40 @@ def test_latlrr_fusion_rule_by_hand():
     np.testing.assert_array_equal(latlrr.fuse(np.zeros_like(a), np.zeros_like(b)), np.zeros_like(a))
     with pytest.raises(RuntimeError, match="no convergence in 3 iterations"):
         latlrr.latlrr(a.astype(np.float64), latlrr.LatLRRConfig(max_iter=3))
+
+
+@pytest.mark.parametrize("shape", [(37, 50), (64, 64), (5, 3)])
+def test_nsst_subbands_add_back_to_the_image(shape):
+    x = np.random.default_rng(1).random(shape)
+    low, bands = nsst.decompose(x, levels=3, directions=(16, 8, 4))
+    assert [b.shape for b in bands] == [(16, *shape), (8, *shape), (4, *shape)]
+    np.testing.assert_allclose(low + sum(b.sum(axis=0) for b in bands), x, atol=1e-12)
+    # non-subsampled: shifting the image shifts every subband (periodic shift, no aliasing)
+    shifted_low, shifted = nsst.decompose(np.roll(x, 3, axis=1), levels=3, directions=(16, 8, 4))
+    np.testing.assert_allclose(shifted[1], np.roll(bands[1], 3, axis=2), atol=1e-12)
+    np.testing.assert_allclose(shifted_low, np.roll(low, 3, axis=1), atol=1e-12)
+
+
+def test_nsst_direction_windows_partition_orientation():
+    w = nsst.direction_windows((32, 40), 8)
+    np.testing.assert_allclose(w.sum(axis=0), 1.0, atol=1e-12)
+    assert w.min() >= 0
+    # stripes that vary along x have their frequency on the x axis: wedge 0; along y: wedge directions / 2
+    yy, xx = np.mgrid[0:64, 0:64]
+    for stripes, wedge in ((np.sin(2 * np.pi * xx / 4), 0), (np.sin(2 * np.pi * yy / 4), 4)):
+        _, bands = nsst.decompose(0.5 + 0.4 * stripes, levels=1, directions=8)
+        energy = (bands[0] ** 2).sum(axis=(1, 2))
+        assert int(np.argmax(energy)) == wedge and energy[wedge] > 0.99 * energy.sum()
+
+
+def test_nsst_fusion_rule_by_hand():
+    a, b = _smooth_pair((40, 36), seed=4)
+    np.testing.assert_allclose(nsst.fuse(np.full((20, 20), 0.2), np.full((20, 20), 0.6)), 0.4, atol=1e-6)
+    low_a, bands_a = nsst.decompose(a.astype(np.float64), 2, 4)
+    low_b, bands_b = nsst.decompose(b.astype(np.float64), 2, 4)
+    expected = (low_a + low_b) / 2 + sum(np.where(np.abs(x) >= np.abs(y), x, y).sum(axis=0) for x, y in zip(bands_a, bands_b))
+    np.testing.assert_allclose(nsst.fuse(a, b, levels=2, directions=4, pad=0), np.clip(expected, 0, 1), atol=1e-6)
+    np.testing.assert_allclose(nsst.fuse(a, b), nsst.fuse(b, a), atol=1e-6)
+    for kwargs, message in (({"levels": 0}, "levels must be"), ({"directions": 0}, "directions must be"), ({"levels": 2, "directions": (4,)}, "one direction count or 2"), ({"pad": -1}, "pad must be")):
+        with pytest.raises(ValueError, match=message):
+            nsst.fuse(a, b, **kwargs)
