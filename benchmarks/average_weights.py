@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from mdafuse.model.weights import read_metadata
+from mdafuse.model.weights import read_metadata, save_state
 
 
 def average_weights(out: Path, inputs: list[Path]) -> Path:
@@ -24,7 +24,7 @@ def average_weights(out: Path, inputs: list[Path]) -> Path:
     if any(m.get("config") != metas[0].get("config") for m in metas) or any(t.keys() != tensors[0].keys() for t in tensors):
         raise ValueError(f"{', '.join(map(str, inputs))}: weights of different network configurations cannot be averaged")
     mean = {k: (sum(t[k].double() for t in tensors) / len(tensors)).to(v.dtype) if v.is_floating_point() else v for k, v in tensors[0].items()}
-    save_file(mean, str(out), metadata={**metas[0], "version": out.stem})
+    save_state(mean, out, {**metas[0], "version": out.stem})
     return out
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mdafuse.data import MODALITY_FOLDERS
 from mdafuse.model.weights import default_weights_path
+from mdafuse.threads import thread_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,7 +44,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "benchmark_jobs.md")
     args = ap.parse_args()
     base = dict(os.environ)
-    one = {**base, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    one = {**base, **thread_env(1)}
     settings = [("-j 1, default threads", 1, base), ("-j 1, one thread", 1, one), (f"-j {args.jobs}", args.jobs, base)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,6 +18,8 @@ padding before the FFT.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from mdafuse.baselines._common import check_pair, finish
@@ -32,7 +34,7 @@ def _frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def direction_windows(shape: tuple[int, int], directions: int) -> np.ndarray:
-    """``(directions, H, W)`` Fourier-domain wedges that add up to 1 everywhere.
+    """``(directions, H, W)`` Fourier-domain wedges that add up to 1 everywhere (a read-only, cached array).
 
     Wedge ``k`` is centred on orientation ``k * pi / directions`` of the frequency vector (0: frequencies
     along x, i.e. structure that varies along x such as vertical edges) and falls off as a squared cosine
@@ -40,6 +42,12 @@ def direction_windows(shape: tuple[int, int], directions: int) -> np.ndarray:
     """
     if int(directions) != directions or directions < 1:
         raise ValueError(f"nsst: directions must be an integer >= 1; got {directions}")
+    return _direction_windows(tuple(shape), int(directions))
+
+
+@lru_cache(maxsize=16)
+def _direction_windows(shape: tuple[int, int], directions: int) -> np.ndarray:
+    # both images of a pair, and every pair of one size, use the same wedges
     wy, wx = _frequencies(shape)
     theta = np.mod(np.arctan2(wy, wx), np.pi)
     step = np.pi / directions
@@ -49,6 +57,7 @@ def direction_windows(shape: tuple[int, int], directions: int) -> np.ndarray:
         d = np.abs(np.mod(theta - k * step + np.pi / 2, np.pi) - np.pi / 2)
         inside = d < step
         windows[k][inside] = np.cos(d[inside] * np.pi / (2 * step)) ** 2
+    windows.setflags(write=False)
     return windows
 
 

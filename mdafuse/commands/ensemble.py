@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
 from mdafuse.data import MODALITY_FOLDERS
@@ -39,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mdafuse.model.network import MdAFuseNet
     from mdafuse.model.weights import load_model, save_ensemble
-    from mdafuse.train.card import validate_weights, write_ensemble_card
+    from mdafuse.train.card import invocation, validate_weights, validation_report, write_ensemble_card
 
     if args.out.suffix != ".safetensors":
         raise ValueError(f"{args.out}: the ensemble file must end in .safetensors")
@@ -49,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{path}: already an ensemble ({info.version}); list its members instead")
     sha = save_ensemble([m for m, _ in loaded], args.out, args.out.stem, flip_average=args.flip_average)
     validation = validate_weights(args.out, tuple(args.validate), data_root=args.data) if args.validate else {}
-    command = "mdafuse " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ["ensemble"]))
+    command = invocation(getattr(args, "argv", ["ensemble"]))
     card = write_ensemble_card(args.out, sha, [info for _, info in loaded], args.flip_average, validation, command)
     print(f"ensemble of {len(loaded)} networks {args.out} (sha256 {sha[:12]}...), model card {card}")
-    for ds, row in validation.items():
-        print(f"  {ds}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()))
+    if validation:
+        print(validation_report(validation))
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 
 from mdafuse.data import MODALITY_FOLDERS
@@ -57,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mdafuse.model.config import MdAFuseConfig
-    from mdafuse.train.card import validate_weights, write_model_card
+    from mdafuse.train.card import invocation, validate_weights, validation_report, write_model_card
     from mdafuse.train.loop import TrainConfig, export_weights, train
     from mdafuse.train.losses import LossWeights
 
@@ -72,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.export is not None:
         sha = export_weights(result.model, args.export, args.export.stem, cfg)
         validation = validate_weights(args.export, data_root=args.data)
-        command = "mdafuse " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ["train"]))
-        card = write_model_card(args.export, sha, cfg, result, validation, command)
+        card = write_model_card(args.export, sha, cfg, result, validation, invocation(getattr(args, "argv", ["train"])))
         print(f"weights {args.export} (sha256 {sha[:12]}...), model card {card}")
-        for ds, row in validation.items():
-            print(f"  {ds}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()))
+        print(validation_report(validation))
     return 0

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mdafuse.data import MODALITY_FOLDERS, PairPaths, find_data_root, harvard_pairs, split_pairs
-from mdafuse.threads import THREAD_ENV_VARS, thread_env
+from mdafuse.threads import threads_for_children
 
 __all__ = [
     "MDAFUSE",
@@ -253,28 +253,20 @@ def run_benchmark(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        # BLAS pools are sized when a worker imports numpy, before its initializer runs; spawned
-        # workers inherit this environment
-        saved = {k: os.environ.get(k) for k in THREAD_ENV_VARS}
-        os.environ.update(thread_env(threads))
-        try:
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(*setup, threads)) as pool:
-                futures = {pool.submit(_score_pair, pair, methods, metric_names, i in examples): i for i, pair in enumerate(pairs)}
-                try:
-                    for future in as_completed(futures):
-                        results[futures[future]] = future.result()
-                        progress.update()
-                except BaseException:
-                    # a bad pair (or Ctrl-C) stops the run now, not after every queued pair
-                    for future in futures:
-                        future.cancel()
-                    raise
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        # BLAS pools are sized when a worker imports numpy, before its initializer runs
+        with threads_for_children(threads), ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker, initargs=(*setup, threads)
+        ) as pool:
+            futures = {pool.submit(_score_pair, pair, methods, metric_names, i in examples): i for i, pair in enumerate(pairs)}
+            try:
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    progress.update()
+            except BaseException:
+                # a bad pair (or Ctrl-C) stops the run now, not after every queued pair
+                for future in futures:
+                    future.cancel()
+                raise
     progress.close()
 
     columns: dict[str, list] = {k: [] for k in ("dataset", "pair", "series", "method", *metric_names, "seconds", "weights_sha256")}

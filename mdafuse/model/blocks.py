@@ -176,7 +176,7 @@ class DirectHead(nn.Module):
     def __init__(self, salient_skip: float = 0.0, rule: str = "max") -> None:
         super().__init__()
         if rule not in SKIP_RULES:
-            raise ValueError(f"rule must be 'max' or 'mean'; got {rule!r}")
+            raise ValueError(f"rule must be {' or '.join(map(repr, SKIP_RULES))}; got {rule!r}")
         self.salient_skip = salient_skip
         self.rule = rule
 

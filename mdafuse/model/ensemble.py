@@ -70,8 +70,5 @@ class MdAFuseEnsemble(nn.Module):
         total = torch.zeros_like(mr)
         for net in self.members:
             for dims in views:
-                if dims:
-                    total = total + net(mr.flip(dims), functional.flip(dims)).flip(dims)
-                else:
-                    total = total + net(mr, functional)
+                total = total + net(mr.flip(dims), functional.flip(dims)).flip(dims)  # dims () is the pair as is
         return total / self.config.views

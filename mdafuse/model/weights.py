@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from mdafuse.modality import functional_modality
 from mdafuse.model.config import MdAFuseConfig
@@ -26,6 +26,7 @@ __all__ = [
     "default_weights_path",
     "save_weights",
     "save_ensemble",
+    "save_state",
     "read_metadata",
     "load_model",
     "file_sha256",
@@ -57,27 +58,24 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _sort_header_metadata(path: Path) -> None:
-    """Put the string metadata of a safetensors header in key order, so equal weights give equal files.
+def _sort_header_metadata(data: bytes) -> bytes:
+    """The same safetensors bytes with the header's string metadata in key order.
 
     safetensors writes the metadata from a hash map, in an order that changes from run to run, and the
     sha256 recorded for every output row would change with it. Only that order changes: the header keeps
     its length, the tensors and their offsets are untouched.
     """
-    with open(path, "r+b") as fh:
-        (size,) = struct.unpack("<Q", fh.read(8))
-        raw = fh.read(size)
-        header = json.loads(raw)
-        text = raw.decode("utf-8").rstrip(" ")
+    (size,) = struct.unpack("<Q", data[:8])
+    raw = data[8 : 8 + size]
+    header = json.loads(raw)
 
-        def dump(obj: dict) -> str:
-            return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    def dump(obj: dict) -> str:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
-        if "__metadata__" not in header or dump(header) != text:
-            return  # not an encoding this function reproduces exactly: leave the file as written
-        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
-        fh.seek(8)
-        fh.write(dump(header).encode("utf-8").ljust(size, b" "))
+    if "__metadata__" not in header or dump(header) != raw.decode("utf-8").rstrip(" "):
+        return data  # not an encoding this function reproduces exactly: keep the bytes as written
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    return data[:8] + dump(header).encode("utf-8").ljust(size, b" ") + data[8 + size :]
 
 
 def default_weights_path(modality: str | None = None) -> Path:
@@ -86,20 +84,19 @@ def default_weights_path(modality: str | None = None) -> Path:
     return Path(__file__).resolve().parent.parent / "weights" / name
 
 
-def _write(module: nn.Module, path: str | Path, meta: dict[str, str]) -> str:
-    """Write ``module``'s state dict (BN statistics included) with ``meta``; return the file's sha256."""
+def save_state(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> str:
+    """Write tensors and string metadata as safetensors (metadata in key order: equal inputs, equal bytes); return the sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    save_file(state, str(path), metadata=meta)
-    _sort_header_metadata(path)
-    return file_sha256(path)
+    data = _sort_header_metadata(save({k: v.detach().contiguous().cpu() for k, v in state.items()}, metadata=metadata))
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def save_weights(model: MdAFuseNet, path: str | Path, version: str, extra: dict[str, str] | None = None) -> str:
     """Write the model's state dict (eval-ready, BN statistics included) and return its sha256."""
     meta = {"format": "mdafuse", "version": version, "config": model.config.to_json()}
-    return _write(model, path, {**meta, **(extra or {})})
+    return save_state(model.state_dict(), path, {**meta, **(extra or {})})
 
 
 def save_ensemble(
@@ -112,7 +109,7 @@ def save_ensemble(
     for target, source in zip(ensemble.members, members):
         target.load_state_dict(source.state_dict(), strict=True)
     meta = {"format": "mdafuse", "version": version, "ensemble": ensemble.config.to_json()}
-    return _write(ensemble, path, {**meta, **(extra or {})})
+    return save_state(ensemble.state_dict(), path, {**meta, **(extra or {})})
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shlex
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,12 +15,12 @@ from mdafuse.fusion.color import luminance, rgb_to_ycbcr
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
 from mdafuse.model.config import MdAFuseConfig
-from mdafuse.model.ensemble import FLIP_VIEWS
+from mdafuse.model.ensemble import EnsembleConfig
 from mdafuse.model.weights import WeightsInfo
 from mdafuse.train.loop import TrainConfig, TrainResult
 from mdafuse.train.losses import LossWeights, ssim_map
 
-__all__ = ["validate_weights", "write_model_card", "write_ensemble_card"]
+__all__ = ["validate_weights", "write_model_card", "write_ensemble_card", "invocation", "validation_report"]
 
 
 def validate_weights(weights: str | Path, datasets: tuple[str, ...] = tuple(MODALITY_FOLDERS), data_root: str | None = None) -> dict[str, dict[str, float]]:
@@ -96,6 +97,16 @@ def _departure_text(model: MdAFuseConfig) -> str:
         "salient content with the element-wise maximum in feature space only), so bright uptake and anatomy are kept exactly in "
         "that share (why: `benchmarks/results/loss_study.md`)"
     )
+
+
+def invocation(argv: list[str]) -> str:
+    """The ``mdafuse`` command line that was run (for a card), quoted so that it can be pasted back."""
+    return "mdafuse " + " ".join(shlex.quote(a) for a in argv)
+
+
+def validation_report(validation: dict[str, dict[str, float]]) -> str:
+    """One indented line per dataset of :func:`validate_weights`'s figures, for the terminal."""
+    return "\n".join(f"  {ds}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()) for ds, row in validation.items())
 
 
 def _validation_lines(validation: dict[str, dict[str, float]]) -> list[str]:
@@ -208,7 +219,7 @@ def write_ensemble_card(
         "validation_test_series": validation,
     }
     weights.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
-    views = len(members) * (len(FLIP_VIEWS) if flip_average else 1)
+    views = EnsembleConfig(tuple(info.config for info in members), flip_average).views
     lines = [
         f"# Model card: {weights.name}",
         "",
