@@ -33,6 +33,7 @@ from mdafuse.threads import threads_for_children
 __all__ = [
     "MDAFUSE",
     "SPLITS",
+    "display_name",
     "available_methods",
     "resolve_pairs",
     "run_benchmark",
@@ -63,7 +64,8 @@ def available_methods() -> list[str]:
     return [MDAFUSE, *BASELINES]
 
 
-def _display(method: str) -> str:
+def display_name(method: str) -> str:
+    """How a method is named in tables and figures (`"gff"` -> `"GFF"`, MdAFuse as written)."""
     return _DISPLAY.get(method, method.capitalize())
 
 
@@ -503,7 +505,7 @@ def summarise(table: pa.Table) -> str:
         for c in cols:
             text = _fmt(stats[m][c][0], stats[m][c][1])
             cells.append(f"**{text}**" if m in best[c] else text)
-        lines.append(f"| {_display(m)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {display_name(m)} | " + " | ".join(cells) + " |")
     lines.append("")
     seeds = [c for c in SEED_METRICS if c in cols]
     if MDAFUSE in methods and len(methods) > 1:
@@ -523,7 +525,7 @@ def summarise(table: pa.Table) -> str:
                 "|---|---|---|---|",
             ]
             for c, m in margins.items():
-                lines.append(f"| {c} | {_display(str(m['other']))} | {m['diff']:+.4g} ± {m['se']:.2g} | {100 * m['share_better']:.0f} % of {int(m['pairs'])} |")
+                lines.append(f"| {c} | {display_name(str(m['other']))} | {m['diff']:+.4g} ± {m['se']:.2g} | {100 * m['share_better']:.0f} % of {int(m['pairs'])} |")
     elif MDAFUSE in methods:
         lines.append("Only MdAFuse was run; there is nothing to compare against.")
     else:
@@ -591,7 +593,7 @@ def plot_comparison(examples: Sequence[dict], methods: Sequence[str], modality: 
     fig = Figure(figsize=(1.6 * ncols, 2.5 * nrows), dpi=150, layout="constrained")
     grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[1.0, 0.5] * nrows)
     for r, ex in enumerate(examples):
-        panels = [("MR", ex["mr"]), (modality, ex["functional"])] + [(_display(m), ex["fused"][m]) for m in methods]
+        panels = [("MR", ex["mr"]), (modality, ex["functional"])] + [(display_name(m), ex["fused"][m]) for m in methods]
         rois = _pick_rois(ex["mr"], luminance(ex["functional"]))
         for c, (title, img) in enumerate(panels):
             ax = fig.add_subplot(grid[2 * r, c])
@@ -636,7 +638,7 @@ def plot_metrics_chart(table: pa.Table, path: str | Path) -> Path:
     width = 0.8 / max(1, len(methods))
     cmap = colormaps["tab10" if len(methods) <= 10 else "tab20"]
     for i, m in enumerate(methods):
-        ax.bar(x - 0.4 + (i + 0.5) * width, [scores[c][m] for c in cols], width, label=_display(m), color=cmap(i))
+        ax.bar(x - 0.4 + (i + 0.5) * width, [scores[c][m] for c in cols], width, label=display_name(m), color=cmap(i))
     ax.set_xticks(x, cols)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("normalised mean (1 = best, 0 = worst)")

@@ -40,6 +40,17 @@ def test_scd_of_sum_is_two() -> None:
     assert scd(a, b, a + b) == pytest.approx(2.0, abs=1e-12)
 
 
+def test_scd_any_trace_of_b_saturates_one_term() -> None:
+    """For F = A + cB, r(F - A, B) = 1 for every c > 0: SCD = 1 + r(A - (1 - c)B, A), however faint B is."""
+    rng = np.random.default_rng(5)
+    a, b = 0.5 * rng.random((2, 20, 20))
+    for c in (0.01, 0.2, 1.0):
+        expected = 1.0 + np.corrcoef((a - (1 - c) * b).ravel(), a.ravel())[0, 1]
+        assert scd(a, b, a + c * b) == pytest.approx(expected, abs=1e-12)
+    # without the trace, the second term is 0 (F - A constant) and SCD drops by about 1
+    assert scd(a, b, a) < scd(a, b, a + 0.01 * b) - 0.9
+
+
 def test_scd_hand_values_and_sign() -> None:
     """A and B are uncorrelated with equal variance (2 x 2 patterns)."""
     a = np.array([[0.0, 0.0], [0.5, 0.5]])
