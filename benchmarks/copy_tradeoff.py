@@ -28,7 +28,7 @@ from tqdm import tqdm
 from mdafuse.baselines import fuse_color
 from mdafuse.data import MODALITY_FOLDERS, split_pairs
 from mdafuse.evaluation.benchmark import MDAFUSE, best_methods, display_name, method_means, relative_margin
-from mdafuse.fusion.color import luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from mdafuse.fusion.color import luminance, rgb_to_ycbcr, with_luminance
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
 from mdafuse.metrics import METRICS, SEED_METRICS, compute_all, vif_index
@@ -44,9 +44,8 @@ def _with_chroma(f_y: np.ndarray, ycc: np.ndarray | None) -> np.ndarray:
     """Luminance of the colour image rebuilt from fused ``f_y`` and the functional chroma (as the pipeline)."""
     if ycc is None:
         return f_y
-    c = ycc.copy()
-    c[..., 0] = f_y
-    return luminance(ycbcr_to_rgb(c))
+    # float32 as the pipeline's fused luminance, so the colour round trip rounds as the pipeline does
+    return luminance(with_luminance(ycc, f_y.astype(np.float32)))
 
 
 def path_scores(
@@ -61,16 +60,17 @@ def path_scores(
         mr, fn = read_pair(p.mr, p.functional)
         ycc = rgb_to_ycbcr(fn) if fn.ndim == 3 else None
         y = ycc[..., 0] if ycc is not None else fn
+        b = luminance(fn)
         fused = fuser.fuse_batch(mr[None], y[None])[0].astype(np.float64)
         top = np.maximum(mr, y).astype(np.float64)
         for t in steps:
-            rows[t].append(compute_all(mr, luminance(fn), _with_chroma((1.0 - t) * fused + t * top, ycc), names=SEED_METRICS))
+            rows[t].append(compute_all(mr, b, _with_chroma((1.0 - t) * fused + t * top, ycc), names=SEED_METRICS))
         for a, c in grid:
             f_y = np.clip(a * mr.astype(np.float64) + c * y, 0.0, 1.0)
-            lin[(a, c)].append(compute_all(mr, luminance(fn), _with_chroma(f_y, ycc), names=SEED_METRICS))
+            lin[(a, c)].append(compute_all(mr, b, _with_chroma(f_y, ycc), names=SEED_METRICS))
         fused_images = {MDAFUSE: _with_chroma(fused, ycc), **{m: luminance(fuse_color(m, mr, fn)) for m in VIF_SPLIT}}
         for m, f in fused_images.items():
-            split[m].append((vif_index(mr, f), vif_index(luminance(fn), f)))
+            split[m].append((vif_index(mr, f), vif_index(b, f)))
 
     def means(d):
         return {key: {k: float(np.mean([r[k] for r in rs])) for k in SEED_METRICS} for key, rs in d.items()}

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from mdafuse.baselines import BASELINES
 from mdafuse.data import MODALITY_FOLDERS, split_pairs
-from mdafuse.fusion.color import rgb_to_ycbcr
+from mdafuse.fusion.color import luminance
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
 from mdafuse.metrics import SEED_METRICS, compute_all
@@ -101,8 +101,7 @@ def main() -> None:
     shown = None
     for p in tqdm(pairs, desc=f"{args.dataset} pairs", unit="pair"):
         mr, fn = read_pair(p.mr, p.functional)
-        y = rgb_to_ycbcr(fn)[..., 0] if fn.ndim == 3 else fn
-        mr, y = mr.astype(np.float64), y.astype(np.float64)
+        mr, y = mr.astype(np.float64), luminance(fn).astype(np.float64)
         f0 = fuser.fuse_batch(mr[None].astype(np.float32), y[None].astype(np.float32))[0].astype(np.float64)
         fo = raise_vif(mr, y, f0, args.steps, args.lr)
         images = {"MdAFuse": f0, "optimised": fo, **{r: BASELINES[r](mr, y) for r in RIVALS}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["RGB_TO_YCBCR", "YCBCR_TO_RGB", "rgb_to_ycbcr", "ycbcr_to_rgb", "luminance", "rgb_to_ycbcr_torch", "ycbcr_to_rgb_torch"]
+__all__ = ["RGB_TO_YCBCR", "YCBCR_TO_RGB", "rgb_to_ycbcr", "ycbcr_to_rgb", "with_luminance", "luminance", "rgb_to_ycbcr_torch", "ycbcr_to_rgb_torch"]
 
 _KR, _KB = 0.299, 0.114
 _KG = 1.0 - _KR - _KB
@@ -43,6 +43,18 @@ def ycbcr_to_rgb(ycbcr: np.ndarray, clip: bool = True) -> np.ndarray:
     if clip:
         out = np.clip(out, 0.0, 1.0)
     return out.astype(np.float32)
+
+
+def with_luminance(ycbcr: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """RGB image whose luminance is ``y`` and whose chroma is that of ``ycbcr``: the "fuse Y, keep Cb/Cr" rule.
+
+    ``(H, W, 3)`` YCbCr and ``(H, W)`` luminance -> ``(H, W, 3)`` RGB in [0, 1] (``ycbcr`` is not changed).
+    """
+    ycbcr = np.asarray(ycbcr)
+    y = np.asarray(y)
+    if ycbcr.shape[-1] != 3 or y.shape != ycbcr.shape[:-1]:
+        raise ValueError(f"y must have the shape of ycbcr without its channel axis; got {y.shape} and {ycbcr.shape}")
+    return ycbcr_to_rgb(np.concatenate([y[..., None], ycbcr[..., 1:]], axis=-1))
 
 
 def luminance(image: np.ndarray) -> np.ndarray:

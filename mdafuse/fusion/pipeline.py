@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
+from mdafuse.fusion.color import rgb_to_ycbcr, with_luminance
 from mdafuse.model.weights import default_weights_path, load_model
 
 __all__ = ["Fuser", "fuse_pair"]
@@ -70,8 +70,7 @@ class Fuser:
         if functional.ndim == 2:
             return self.fuse_batch(mr[None], functional[None])[0]
         ycc = rgb_to_ycbcr(functional)
-        ycc[..., 0] = self.fuse_batch(mr[None], ycc[None, ..., 0])[0]
-        return ycbcr_to_rgb(ycc)
+        return with_luminance(ycc, self.fuse_batch(mr[None], ycc[None, ..., 0])[0])
 
 
 _DEFAULT: dict[tuple[str, str], Fuser] = {}

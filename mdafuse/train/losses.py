@@ -63,10 +63,14 @@ class LossWeights:
     scd: float = 0.0
 
 
-def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _gaussian_1d(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     x = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
+    return g / g.sum()
+
+
+def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    g = _gaussian_1d(size, sigma, device, dtype)
     return (g[:, None] * g[None, :]).view(1, 1, size, size)
 
 
@@ -79,9 +83,7 @@ def _gaussian_filter_valid(x: torch.Tensor, size: int, sigma: float, separable: 
     c = x.shape[1]
     if not separable:
         return F.conv2d(x, _gaussian_window(size, sigma, x.device, x.dtype).expand(c, 1, size, size), groups=c)
-    g = torch.arange(size, device=x.device, dtype=x.dtype) - (size - 1) / 2
-    g = torch.exp(-(g**2) / (2 * sigma**2))
-    g = g / g.sum()
+    g = _gaussian_1d(size, sigma, x.device, x.dtype)
     x = F.conv2d(x, g.view(1, 1, size, 1).expand(c, 1, size, 1), groups=c)
     return F.conv2d(x, g.view(1, 1, 1, size).expand(c, 1, 1, size), groups=c)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdafuse.fusion.color import luminance, rgb_to_ycbcr, rgb_to_ycbcr_torch, ycbcr_to_rgb, ycbcr_to_rgb_torch
+from mdafuse.fusion.color import luminance, rgb_to_ycbcr, rgb_to_ycbcr_torch, with_luminance, ycbcr_to_rgb, ycbcr_to_rgb_torch
 
 
 def test_round_trip_exact_within_one_level():
@@ -40,3 +40,18 @@ def test_luminance_and_errors():
         rgb_to_ycbcr(np.zeros((4, 4, 4)))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         rgb_to_ycbcr_torch(torch.zeros(1, 4, 2, 2))
+
+
+def test_with_luminance_replaces_y_and_keeps_chroma():
+    rng = np.random.default_rng(2)
+    rgb = 0.2 + 0.6 * rng.random((6, 7, 3)).astype(np.float32)
+    ycc = rgb_to_ycbcr(rgb)
+    before = ycc.copy()
+    np.testing.assert_allclose(with_luminance(ycc, ycc[..., 0]), rgb, atol=1e-6)
+    y = np.full((6, 7), 0.5, dtype=np.float32)
+    out = rgb_to_ycbcr(with_luminance(ycc, y))
+    np.testing.assert_allclose(out[..., 0], 0.5, atol=1e-6)
+    np.testing.assert_allclose(out[..., 1:], ycc[..., 1:], atol=1e-6)
+    np.testing.assert_array_equal(ycc, before)  # the input is not changed
+    with pytest.raises(ValueError, match="shape of ycbcr"):
+        with_luminance(ycc, y[:5])
