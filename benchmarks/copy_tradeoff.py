@@ -28,7 +28,7 @@ from tqdm import tqdm
 from mdafuse.baselines import fuse_color
 from mdafuse.data import MODALITY_FOLDERS, split_pairs
 from mdafuse.evaluation.benchmark import MDAFUSE, best_methods, display_name, method_means, relative_margin
-from mdafuse.fusion.color import luminance, rgb_to_ycbcr, with_luminance
+from mdafuse.fusion.color import luminance, rebuilt_luminance, rgb_to_ycbcr
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
 from mdafuse.metrics import METRICS, SEED_METRICS, compute_all, vif_index
@@ -38,14 +38,6 @@ STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
 LINEAR_GRID = tuple((a, c) for a in (0.9, 1.0) for c in (0.05, 0.1, 0.15, 0.2, 0.3, 0.5))
 #: Baselines whose VIF is split into its two terms, VIF(MR, F) and VIF(Y, F), beside MdAFuse's.
 VIF_SPLIT = ("maximum", "gff", "ihs", "average")
-
-
-def _with_chroma(f_y: np.ndarray, ycc: np.ndarray | None) -> np.ndarray:
-    """Luminance of the colour image rebuilt from fused ``f_y`` and the functional chroma (as the pipeline)."""
-    if ycc is None:
-        return f_y
-    # float32 as the pipeline's fused luminance, so the colour round trip rounds as the pipeline does
-    return luminance(with_luminance(ycc, f_y.astype(np.float32)))
 
 
 def path_scores(
@@ -64,11 +56,11 @@ def path_scores(
         fused = fuser.fuse_batch(mr[None], y[None])[0].astype(np.float64)
         top = np.maximum(mr, y).astype(np.float64)
         for t in steps:
-            rows[t].append(compute_all(mr, b, _with_chroma((1.0 - t) * fused + t * top, ycc), names=SEED_METRICS))
+            rows[t].append(compute_all(mr, b, rebuilt_luminance(ycc, (1.0 - t) * fused + t * top), names=SEED_METRICS))
         for a, c in grid:
             f_y = np.clip(a * mr.astype(np.float64) + c * y, 0.0, 1.0)
-            lin[(a, c)].append(compute_all(mr, b, _with_chroma(f_y, ycc), names=SEED_METRICS))
-        fused_images = {MDAFUSE: _with_chroma(fused, ycc), **{m: luminance(fuse_color(m, mr, fn)) for m in VIF_SPLIT}}
+            lin[(a, c)].append(compute_all(mr, b, rebuilt_luminance(ycc, f_y), names=SEED_METRICS))
+        fused_images = {MDAFUSE: rebuilt_luminance(ycc, fused), **{m: luminance(fuse_color(m, mr, fn)) for m in VIF_SPLIT}}
         for m, f in fused_images.items():
             split[m].append((vif_index(mr, f), vif_index(b, f)))
 

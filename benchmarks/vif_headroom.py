@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -37,8 +38,8 @@ from tqdm import tqdm
 
 from mdafuse.baselines import BASELINES, fuse_color
 from mdafuse.data import MODALITY_FOLDERS, split_pairs
-from mdafuse.evaluation.benchmark import display_name
-from mdafuse.fusion.color import luminance, rgb_to_ycbcr, rgb_to_ycbcr_torch, with_luminance, ycbcr_to_rgb_torch
+from mdafuse.evaluation.benchmark import best_methods, display_name
+from mdafuse.fusion.color import luminance, rebuilt_luminance, rgb_to_ycbcr, rgb_to_ycbcr_torch, ycbcr_to_rgb_torch
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.images import read_pair
 from mdafuse.metrics import METRICS, SEED_METRICS, compute_all
@@ -88,9 +89,15 @@ def _round_trip(f: torch.Tensor, chroma: torch.Tensor | None) -> torch.Tensor:
     return rgb_to_ycbcr_torch(rgb)[:, :1]
 
 
-def _scored(f: np.ndarray, ycc: np.ndarray | None) -> np.ndarray:
-    """What the benchmark scores for fused luminance ``f``: the luminance after the colour round trip."""
-    return f if ycc is None else luminance(with_luminance(ycc, f.astype(np.float32))).astype(np.float64)
+class LoadedPair(NamedTuple):
+    """One pair as the search uses it: float64 ``(H, W)`` images, the functional YCbCr (None if grey)."""
+
+    mr: np.ndarray
+    y: np.ndarray
+    ycc: np.ndarray | None
+    mdafuse: np.ndarray  # MdAFuse's fused luminance, before the colour round trip
+    baselines: dict[str, np.ndarray]  # each baseline's scored luminance, after it
+    start: np.ndarray  # where the search starts (see start_image)
 
 
 def _mean_terms(images: list[torch.Tensor], pairs: list[Pair]) -> dict[str, torch.Tensor]:
@@ -170,21 +177,14 @@ def start_image(init: str, mr: np.ndarray, y: np.ndarray, f0: np.ndarray, base: 
     return np.asarray(BASELINES[init](mr, y), dtype=np.float64)
 
 
-def _better(metric: str, x: float, y: float) -> bool:
-    """Whether ``x`` is strictly better than ``y`` on ``metric``."""
-    direction = METRICS[metric].better
-    if direction == "higher":
-        return x > y
-    if direction == "lower":
-        return x < y
-    return abs(x) < abs(y)
-
-
 def wins_and_worst(means: dict[str, dict[str, float]], name: str) -> tuple[list[str], list[str]]:
-    """Seed metrics on which ``name`` beats every other baseline in ``means``, and those it is worst on."""
-    others = [m for m in means if m not in (name, "MdAFuse")]
-    wins = [k for k in SEED_METRICS if all(_better(k, means[name][k], means[o][k]) for o in others)]
-    worst = [k for k in SEED_METRICS if all(_better(k, means[o][k], means[name][k]) for o in others)]
+    """Seed metrics on which ``name`` is best of all entries of ``means``, and those it is worst on (the
+    benchmark table's ranking, :func:`mdafuse.evaluation.benchmark.best_methods`)."""
+    wins, worst = [], []
+    for k in SEED_METRICS:
+        per = {m: v[k] for m, v in means.items()}
+        wins += [k] if name in best_methods(per, METRICS[k].better) else []
+        worst += [k] if best_methods(per, METRICS[k].better, worst=True) == [name] else []
     return wins, worst
 
 
@@ -227,7 +227,7 @@ def main() -> None:
 
     fuser = Fuser(args.weights, modality=MODALITY_FOLDERS[args.dataset])
     pairs = split_pairs(args.dataset, args.split)[:: args.stride]
-    loaded = []
+    loaded: list[LoadedPair] = []
     for p in tqdm(pairs, desc=f"{args.dataset} pairs (baselines)", unit="pair"):
         mr, fn = read_pair(p.mr, p.functional)
         ycc = rgb_to_ycbcr(fn) if fn.ndim == 3 else None
@@ -236,26 +236,26 @@ def main() -> None:
         base = {m: luminance(fuse_color(m, mr, fn)).astype(np.float64) for m in BASELINES}
         mr = mr.astype(np.float64)
         f0 = fuser.fuse_batch(mr[None].astype(np.float32), y[None].astype(np.float32))[0].astype(np.float64)
-        loaded.append((mr, y, ycc, f0, base))
+        loaded.append(LoadedPair(mr, y, ycc, f0, base, start_image(args.init, mr, y, f0, base)))
     # per pair, or all pairs at once with floors on the means (the benchmark's own criterion)
     groups = [[i] for i in range(len(loaded))] if args.per_pair else [list(range(len(loaded)))]
     optimised: dict[int, np.ndarray] = {}
     trace: list[tuple[int, float, float]] = []
     for group in tqdm(groups, desc="optimising", unit="group"):
         sub = [loaded[i] for i in group]
-        tensors = [_pair(mr, y, ycc) for mr, y, ycc, _, _ in sub]
-        reference = [f0 for *_, f0, _ in sub] if args.floors == "mdafuse" else None
+        tensors = [_pair(q.mr, q.y, q.ycc) for q in sub]
+        reference = [q.mdafuse for q in sub] if args.floors == "mdafuse" else None
         # the baselines' images are already round-tripped: scored against grey-functional pairs, not again
         plain = [(a, b, sf, None) for a, b, sf, _ in tensors]
-        floor = floors_for(tensors, reference, plain, {m: [base[m] for *_, base in sub] for m in BASELINES}, args.mse_ceiling)
-        starts = [start_image(args.init, mr, y, f0, base) for mr, y, _, f0, base in sub]
+        floor = floors_for(tensors, reference, plain, {m: [q.baselines[m] for q in sub] for m in BASELINES}, args.mse_ceiling)
+        starts = [q.start for q in sub]
         optimised.update(zip(group, raise_metric(tensors, starts, floor, args.steps, args.lr, args.target, trace if group is groups[0] else None)))
     scores: dict[str, list[dict[str, float]]] = {"MdAFuse": [], "optimised": [], **{r: [] for r in BASELINES}}
-    for i, (mr, y, ycc, f0, base) in enumerate(loaded):
-        for name, f in {"MdAFuse": _scored(f0, ycc), "optimised": _scored(optimised[i], ycc), **base}.items():
-            scores[name].append(compute_all(mr, y, f, names=SEED_METRICS))
-    mr, y, _, f0, base = loaded[0]
-    shown = (pairs[0].mr.name, mr, y, start_image(args.init, mr, y, f0, base), optimised[0])
+    for i, q in enumerate(loaded):
+        scored = {"MdAFuse": rebuilt_luminance(q.ycc, q.mdafuse), "optimised": rebuilt_luminance(q.ycc, optimised[i]), **q.baselines}
+        for name, f in scored.items():
+            scores[name].append(compute_all(q.mr, q.y, f, names=SEED_METRICS))
+    shown = (pairs[0].mr.name, loaded[0].mr, loaded[0].y, loaded[0].start, optimised[0])
     means = {k: {m: float(np.mean([r[m] for r in v])) for m in SEED_METRICS} for k, v in scores.items()}
     start_name = "MdAFuse" if args.init == "mdafuse" else display_name(args.init)
     scope = "for each pair" if args.per_pair else "on the means over the pairs, all pairs optimised together"
@@ -294,9 +294,8 @@ def main() -> None:
     leader = max(BASELINES, key=lambda m: means[m][args.target])
     gap = means[leader][args.target] - means["MdAFuse"][args.target]
     closed = (means["optimised"][args.target] - means["MdAFuse"][args.target]) / gap if gap > 0 else float("nan")
-    baseline_means = {k: v for k, v in means.items() if k in BASELINES or k == "optimised"}
-    wins, worst = wins_and_worst(baseline_means, "optimised")
-    mdafuse_wins, _ = wins_and_worst({**{k: v for k, v in means.items() if k in BASELINES}, "x": means["MdAFuse"]}, "x")
+    wins, worst = wins_and_worst({k: v for k, v in means.items() if k != "MdAFuse"}, "optimised")
+    mdafuse_wins, _ = wins_and_worst({k: v for k, v in means.items() if k != "optimised"}, "MdAFuse")
     lines += [
         "",
         f"Held at or better than MdAFuse on average: {', '.join(held) or 'none'}. Share of MdAFuse's {args.target} gap to "

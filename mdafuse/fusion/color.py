@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["RGB_TO_YCBCR", "YCBCR_TO_RGB", "rgb_to_ycbcr", "ycbcr_to_rgb", "with_luminance", "luminance", "rgb_to_ycbcr_torch", "ycbcr_to_rgb_torch"]
+__all__ = ["RGB_TO_YCBCR", "YCBCR_TO_RGB", "rgb_to_ycbcr", "ycbcr_to_rgb", "with_luminance", "rebuilt_luminance", "luminance", "rgb_to_ycbcr_torch", "ycbcr_to_rgb_torch"]
 
 _KR, _KB = 0.299, 0.114
 _KG = 1.0 - _KR - _KB
@@ -55,6 +55,19 @@ def with_luminance(ycbcr: np.ndarray, y: np.ndarray) -> np.ndarray:
     if ycbcr.shape[-1] != 3 or y.shape != ycbcr.shape[:-1]:
         raise ValueError(f"y must have the shape of ycbcr without its channel axis; got {y.shape} and {ycbcr.shape}")
     return ycbcr_to_rgb(np.concatenate([y[..., None], ycbcr[..., 1:]], axis=-1))
+
+
+def rebuilt_luminance(ycbcr: np.ndarray | None, y: np.ndarray) -> np.ndarray:
+    """Luminance of the colour image the pipeline outputs for fused luminance ``y``: Y of the RGB image
+    rebuilt by :func:`with_luminance` (clipping to [0, 1] lowers Y where the chroma is strong), or ``y``
+    itself for a grey functional image (``ycbcr`` None). This is what benchmarks score for a fused Y.
+
+    ``(H, W, 3)`` YCbCr or None and ``(H, W)`` luminance -> ``(H, W)`` float32 luminance (``y`` when grey).
+    """
+    if ycbcr is None:
+        return y
+    # float32 as the pipeline's fused luminance, so the values match its colour output bit for bit
+    return luminance(with_luminance(ycbcr, np.asarray(y).astype(np.float32)))
 
 
 def luminance(image: np.ndarray) -> np.ndarray:

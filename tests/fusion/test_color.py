@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from mdafuse.fusion.color import luminance, rgb_to_ycbcr, rgb_to_ycbcr_torch, with_luminance, ycbcr_to_rgb, ycbcr_to_rgb_torch
+from mdafuse.fusion.color import (
+    luminance,
+    rebuilt_luminance,
+    rgb_to_ycbcr,
+    rgb_to_ycbcr_torch,
+    with_luminance,
+    ycbcr_to_rgb,
+    ycbcr_to_rgb_torch,
+)
 
 
 def test_round_trip_exact_within_one_level():
@@ -55,3 +63,18 @@ def test_with_luminance_replaces_y_and_keeps_chroma():
     np.testing.assert_array_equal(ycc, before)  # the input is not changed
     with pytest.raises(ValueError, match="shape of ycbcr"):
         with_luminance(ycc, y[:5])
+
+
+def test_rebuilt_luminance_is_y_in_gamut_and_lower_where_rgb_clips():
+    rng = np.random.default_rng(3)
+    ycc = rgb_to_ycbcr(0.2 + 0.6 * rng.random((5, 6, 3)).astype(np.float32))
+    y = np.full((5, 6), 0.5)
+    np.testing.assert_allclose(rebuilt_luminance(ycc, y), 0.5, atol=1e-6)  # mid-grey luminance: no channel clips
+    # pure red has Cr = 0.5 + 0.5 * (1 - 0.299) / (1 - 0.299) = 1.0; at Y = 0.9 red would need R > 1, so it clips
+    red = rgb_to_ycbcr(np.array([[[1.0, 0.0, 0.0]]], dtype=np.float32))
+    rebuilt = rebuilt_luminance(red, np.array([[0.9]]))
+    r, g, b = np.clip(ycbcr_to_rgb(np.array([[[0.9, red[0, 0, 1], red[0, 0, 2]]]]), clip=False)[0, 0], 0.0, 1.0)
+    assert rebuilt[0, 0] == pytest.approx(0.299 * r + 0.587 * g + 0.114 * b, abs=1e-6)
+    assert rebuilt[0, 0] < 0.9 - 0.05
+    grey = np.linspace(0.0, 1.0, 12).reshape(3, 4)
+    assert rebuilt_luminance(None, grey) is grey
