@@ -1,117 +1,307 @@
-"""Throughput of the cohort job against the bare model.
+"""Throughput, scaling and memory of the cohort job against the bare model, in one run on one machine.
 
-    python benchmarks/job_throughput.py [--subjects 2] [--timepoints 2] [--workers 1 2] [--out DIR]
+    python benchmarks/job_throughput.py [--subjects 8] [--timepoints 2] [--out benchmarks/results/job_throughput.md]
 
-1. Bare model: ``Fuser.fuse_batch`` on demo-sized slices (128 x 128) for batch sizes 1..16, one
-   torch thread, after a warm-up call; slices/s and the equivalent pairs/s of a demo pair
-   (16 slices).
-2. Whole job: ``jobs.fuse_cohort`` on the demo cohort (local Ray, 2 CPUs) with 1 and 2 workers,
-   each a fresh run; pairs/s from the run's wall time (actor start-up included) and the mean
-   per-pair time split (read, fuse, enhance, metrics, write) from the metrics rows.
-3. Overhead ratio: bare-model pairs/s at the job's batch size over job pairs/s with 1 worker
-   (1.0 would mean the job costs nothing beyond the network).
+1. **Bare model**: ``Fuser.fuse_batch`` on demo-sized slices (128 x 128, batch 16, after a warm-up),
+   once as one process with all threads and once as one process per core with one thread each;
+   the better is the bare rate, in demo pairs/s (16 slices a pair).
+2. **Scaling**: the whole job (``mdafuse.jobs.fuse_cohort``, local Ray on all cores) on the demo
+   cohort (``--subjects`` x ``--timepoints`` pairs, at least 16) with 1 and with 2 model actors;
+   pairs/s from the first to the last finished row, so that start-up is apart.
+3. **CPU per slice outside the model**: the job's stages run in this process on a synthetic NIfTI
+   cohort of 256 x 256 slices: decode (read, resample, window), enhancement, encoding and writes,
+   and the metrics (torch on the CPU, and the numpy reference), in ms per slice; and the cores one
+   GPU would need to feed it at a given network rate.
+4. **Memory**: peak memory of the job's processes (unique set size of the driver and every Ray
+   process) and of the object store (``/dev/shm``) on an 8-pair and a 32-pair demo cohort, and on
+   one 300-slice 256 x 256 volume pair.
 
-Writes ``benchmarks/results/job_throughput.md``.
+Writes the Markdown table to ``--out`` (and prints it). Ratios are taken within the run: these
+machines are shared and noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
+import multiprocessing as mp
+import os
 import platform
+import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+SIZE, SLICES = 128, 16
 
 
-def bare_model(batches: list[int], size: int, repeats: int) -> list[dict]:
+# ----------------------------------------------------------------------------- 1. bare model
+
+
+def _bare_worker(threads: int, seconds: float, batch: int, queue) -> None:
     import torch
 
     from mdafuse.fusion.pipeline import Fuser
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     fuser = Fuser()
-    rng = np.random.default_rng(0)
-    out = []
-    for b in batches:
-        mr = rng.random((b, size, size), dtype=np.float32)
-        fy = rng.random((b, size, size), dtype=np.float32)
+    rng = np.random.default_rng(os.getpid())
+    mr = rng.random((batch, SIZE, SIZE), dtype=np.float32)
+    fy = rng.random((batch, SIZE, SIZE), dtype=np.float32)
+    fuser.fuse_batch(mr, fy)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
         fuser.fuse_batch(mr, fy)
-        t = time.perf_counter()
-        for _ in range(repeats):
-            fuser.fuse_batch(mr, fy)
-        dt = (time.perf_counter() - t) / repeats
-        out.append({"batch": b, "s_per_call": dt, "slices_per_s": b / dt})
+        n += batch
+    queue.put(n / (time.perf_counter() - t0))
+
+
+def bare_model(cores: int, seconds: float, batch: int) -> dict:
+    """Slices/s of the bare network: one process with ``cores`` threads, and ``cores`` one-thread processes."""
+    ctx = mp.get_context("spawn")
+    out = {}
+    for label, procs, threads in (("1 process x %d threads" % cores, 1, cores), ("%d processes x 1 thread" % cores, cores, 1)):
+        queue = ctx.Queue()
+        workers = [ctx.Process(target=_bare_worker, args=(threads, seconds, batch, queue)) for _ in range(procs)]
+        for w in workers:
+            w.start()
+        rates = [queue.get() for _ in workers]
+        for w in workers:
+            w.join()
+        out[label] = float(sum(rates))
     return out
 
 
-def job_runs(workers: list[int], subjects: int, timepoints: int, batch: int, root: Path) -> list[dict]:
+# ----------------------------------------------------------------------------- 2. the job
+
+
+def _sampler(stop: threading.Event, peaks: dict) -> None:
+    import psutil
+
+    me = psutil.Process()
+    base_shm = shutil.disk_usage("/dev/shm").used
+    while not stop.is_set():
+        uss = 0
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                uss += p.memory_full_info().uss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        peaks["uss"] = max(peaks.get("uss", 0), uss)
+        peaks["shm"] = max(peaks.get("shm", 0), shutil.disk_usage("/dev/shm").used - base_shm)
+        stop.wait(0.25)
+
+
+def run_job(argv: list[str]) -> tuple[dict, dict]:
+    """Run the job (this process is its driver) and sample its memory; returns (summary, peaks)."""
+    from mdafuse.jobs.fuse_cohort import build_parser, run
+
+    peaks: dict = {}
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sampler, args=(stop, peaks), daemon=True)
+    sampler.start()
+    try:
+        summary = run(build_parser().parse_args(argv + ["-q"]))
+    finally:
+        stop.set()
+        sampler.join()
+    return summary, peaks
+
+
+def _row_times(out: str, cohort: str, run_id: str) -> dict:
     import pyarrow.parquet as pq
-    import ray
 
-    from jobs.fuse_cohort import build_parser, run
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    files = sorted(Path(out, f"metrics/cohort={cohort}/run={run_id}").glob("*.parquet"))
+    t = pq.read_table(files[0]) if len(files) == 1 else __import__("pyarrow").concat_tables([pq.read_table(f) for f in files])
+    cols = ["t_read_s", "t_fuse_s", "t_enhance_s", "t_metrics_s", "t_write_s", "n_slices", "n_scored"]
+    return {c: np.asarray(t.column(c).to_pylist(), dtype=np.float64) for c in cols}
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    cohort = root / "cohort"
-    write_demo_cohort(cohort, subjects, timepoints, 0)
-    results = []
-    for w in workers:
-        out = root / f"out-w{w}"
-        args = build_parser().parse_args([str(cohort / "manifest.csv"), "--out", str(out), "--run-id", f"w{w}", "--workers", str(w), "--batch-size", str(batch), "-q"])
-        summary = run(args)
-        files = sorted((out / f"metrics/cohort=manifest/run=w{w}").glob("*.parquet"))
-        cols = ["t_read_s", "t_fuse_s", "t_enhance_s", "t_metrics_s", "t_write_s", "t_total_s", "n_slices"]
-        rows = [pq.read_table(f, columns=cols).to_pydict() for f in files]
-        means = {c: float(np.mean(sum((r[c] for r in rows), []))) for c in cols}
-        results.append({"workers": w, "pairs": summary["processed_this_attempt"], "ok": summary["ok"], "wall_s": summary["wall_s"], "pairs_per_s": summary["pairs_per_s"], **means})
-    ray.shutdown()
-    return results
+
+# ----------------------------------------------------------------------------- 3. CPU per slice
+
+
+def _nifti_cohort(folder: Path, pairs: int, slices: int, size: int, seed: int = 0) -> Path:
+    """MR volumes of ``slices`` x ``size`` x ``size`` (1 mm) with PET at half resolution (2 mm), in SUV, as NIfTI."""
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    zz, yy, xx = np.mgrid[:slices, :size, :size].astype(np.float32)
+    c = size / 2
+    head = (((yy - c) / (0.42 * size)) ** 2 + ((xx - c) / (0.36 * size)) ** 2 + ((zz - slices / 2) / (0.7 * slices)) ** 2) < 1
+    lines = ["subject,session,mr,pet,modality"]
+    for i in range(pairs):
+        mr = (head * (600 + 200 * np.sin(xx / 7 + i) * np.cos(yy / 9)) + rng.normal(0, 20, head.shape)).astype(np.float32)
+        pet = head * 1.5 + 6 * np.exp(-((xx - c - 20 - i) ** 2 + (yy - c) ** 2 + (zz - slices / 2) ** 2) / 60)
+        pet_half = pet[::2, ::2, ::2].astype(np.float32)
+        affine_mr = np.diag([-1.0, -1.0, 1.0, 1.0])
+        affine_pet = np.diag([-2.0, -2.0, 2.0, 1.0])
+        affine_pet[:3, 3] = [-0.5, -0.5, 0.5]  # voxel centres of the 2x2x2 blocks
+        nib.save(nib.Nifti1Image(mr.transpose(2, 1, 0), affine_mr), folder / f"mr{i}.nii.gz")
+        img = nib.Nifti1Image(pet_half.transpose(2, 1, 0), affine_pet)
+        nib.save(img, folder / f"pet{i}.nii.gz")
+        lines.append(f"s{i},ses-01,mr{i}.nii.gz,pet{i}.nii.gz,PET")
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return folder / "manifest.csv"
+
+
+def cpu_per_slice(root: Path, pairs: int, slices: int, size: int) -> dict:
+    """Run the three stages in this process (one torch thread) and split the time per slice."""
+    import torch
+
+    from mdafuse.cohort import build_pair_table
+    from mdafuse.jobs.fuse_cohort import _expected_sha
+    from mdafuse.jobs.fusion_stages import FuseChunks, FusionJobConfig, finish_chunks, load_chunks
+    from mdafuse.scoring import score_slices
+
+    torch.set_num_threads(1)
+    manifest = _nifti_cohort(root / "nifti", pairs, slices, size)
+    table = build_pair_table(manifest, "bench").table.to_pylist()
+    cfg = FusionJobConfig(out=str(root / "out-cpu"), cohort="bench", run_id="cpu", batch_size=16, chunk_slices=64, expected_sha=_expected_sha(None, None))
+    model = FuseChunks(cfg)
+    totals = {"decode": 0.0, "fuse": 0.0, "metrics": 0.0, "enhance": 0.0, "write": 0.0, "slices": 0, "scored": 0}
+    numpy_metric_s, numpy_scored = 0.0, 0
+    for pair in table:
+        for rec in load_chunks(pair, cfg):
+            totals["decode"] += rec["t_read_s"]
+            out = model({k: ([v] if isinstance(v, np.ndarray) and v.ndim > 0 else np.asarray([v])) for k, v in rec.items()})
+            fused = {k: v[0] for k, v in out.items()}
+            totals["fuse"] += fused["t_fuse_s"]
+            totals["metrics"] += fused["t_metrics_s"]
+            totals["scored"] += int(fused["n_scored"])
+            done = finish_chunks({k: ([v] if isinstance(v, np.ndarray) and v.ndim > 0 else np.asarray([v])) for k, v in fused.items()}, cfg)
+            totals["enhance"] += float(done["t_enhance_s"][0])
+            totals["write"] += float(done["t_write_s"][0])
+            totals["slices"] += int(rec["mr"].shape[0])
+            idx = np.flatnonzero(rec["score"])[:8]
+            t0 = time.perf_counter()
+            fn = rec["functional"]
+            score_slices(rec["mr"][idx], fn[idx], fused["fused"][idx])
+            numpy_metric_s += time.perf_counter() - t0
+            numpy_scored += idx.size
+    per = {k: 1000 * totals[k] / totals["slices"] for k in ("decode", "fuse", "enhance", "write")}
+    per["metrics_torch_cpu_per_scored"] = 1000 * totals["metrics"] / max(1, totals["scored"])
+    per["metrics_numpy_per_scored"] = 1000 * numpy_metric_s / max(1, numpy_scored)
+    per["outside_model"] = per["decode"] + per["enhance"] + per["write"]
+    per["slices"] = totals["slices"]
+    return per
+
+
+# ----------------------------------------------------------------------------- report
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--subjects", type=int, default=2)
-    p.add_argument("--timepoints", type=int, default=2)
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    p.add_argument("--job-batch", type=int, default=4, help="--batch-size of the job runs")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--subjects", type=int, default=8, help="demo subjects of the scaling cohort (default 8)")
+    p.add_argument("--timepoints", type=int, default=2, help="demo time points per subject (default 2)")
+    p.add_argument("--bare-seconds", type=float, default=20.0, help="seconds per bare-model measurement (default 20)")
+    p.add_argument("--big-slices", type=int, default=300, help="slices of the large volume of the memory test (default 300)")
+    p.add_argument("--skip-memory", action="store_true", help="skip the memory runs")
     p.add_argument("--out", type=Path, default=HERE / "results" / "job_throughput.md")
     args = p.parse_args()
-    size, slices_per_pair = 128, 16
-    bare = bare_model(args.batches, size, args.repeats)
-    with tempfile.TemporaryDirectory(prefix="mdafuse-bench-") as tmp:
-        jobs = job_runs(args.workers, args.subjects, args.timepoints, args.job_batch, Path(tmp))
-    bare_at_job = next((b for b in bare if b["batch"] == args.job_batch), bare[0])
-    bare_pairs = bare_at_job["slices_per_s"] / slices_per_pair
-    one = next((j for j in jobs if j["workers"] == 1), jobs[0])
-    buf = io.StringIO()
-    buf.write("# Cohort job throughput\n\n")
-    buf.write(f"Produced by `python benchmarks/job_throughput.py --subjects {args.subjects} --timepoints {args.timepoints}` on "
-              f"{time.strftime('%Y-%m-%d', time.gmtime())}; {platform.machine()}, local Ray with 2 CPUs, torch 1 thread per worker, "
-              "machine shared with other work (figures are indicative). Demo pair: MR 16 x 128 x 128, PET 12 x 64 x 64.\n\n")
-    buf.write("## Bare model (`Fuser.fuse_batch`, 128 x 128, CPU, 1 thread)\n\n| batch | s / call | slices/s | demo pairs/s |\n|---|---|---|---|\n")
-    for b in bare:
-        buf.write(f"| {b['batch']} | {b['s_per_call']:.3f} | {b['slices_per_s']:.2f} | {b['slices_per_s'] / slices_per_pair:.3f} |\n")
-    buf.write(f"\n## Whole job (`jobs.fuse_cohort`, demo cohort, --batch-size {args.job_batch})\n\n")
-    buf.write("| workers | pairs | ok | wall s | pairs/s | mean s/pair: read | fuse | enhance | metrics | write | total |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-    for j in jobs:
-        buf.write(f"| {j['workers']} | {j['pairs']} | {j['ok']} | {j['wall_s']:.1f} | {j['pairs_per_s']:.3f} | {j['t_read_s']:.2f} | {j['t_fuse_s']:.2f} | "
-                  f"{j['t_enhance_s']:.2f} | {j['t_metrics_s']:.2f} | {j['t_write_s']:.2f} | {j['t_total_s']:.2f} |\n")
-    ratio = bare_pairs / one["pairs_per_s"] if one["pairs_per_s"] else float("nan")
-    buf.write(f"\nOverhead ratio (bare model pairs/s at batch {args.job_batch} / job pairs/s with {one['workers']} worker): **{ratio:.2f}**. "
-              "The job also reads DICOM, resamples PET, enhances, scores 13 metrics per brain slice and writes PNG/NIfTI, "
-              "and the wall time includes Ray actor start-up.\n")
+    cores = os.cpu_count() or 1
+    pairs = args.subjects * args.timepoints
+    if pairs < 16:
+        raise SystemExit("the scaling cohort needs at least 16 pairs (--subjects x --timepoints)")
+    command = "python benchmarks/job_throughput.py " + " ".join(sys.argv[1:])
+    print("bare model ...", flush=True)
+    bare = bare_model(cores, args.bare_seconds, SLICES)
+    bare_pairs = max(bare.values()) / SLICES
+
+    import ray
+
+    from mdafuse.io.demo_cohort import write_demo_cohort
+
+    ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False)
+    root = Path(tempfile.mkdtemp(prefix="mdafuse-bench-"))
+    try:
+        write_demo_cohort(root / "demo", args.subjects, args.timepoints, 0)
+        jobs = {}
+        for w in (1, 2):
+            print(f"job with {w} worker(s) ...", flush=True)
+            out = str(root / f"out-w{w}")
+            summary, peaks = run_job([str(root / "demo/manifest.csv"), "--out", out, "--run-id", f"w{w}", "--workers", str(w)])
+            jobs[w] = {"summary": summary, "peaks": peaks, "times": _row_times(out, "manifest", f"w{w}")}
+        print("CPU per slice ...", flush=True)
+        cpu = cpu_per_slice(root, pairs=2, slices=48, size=256)
+        memory = {}
+        if not args.skip_memory:
+            for n_subjects in (4, 16):
+                print(f"memory: {2 * n_subjects} pairs ...", flush=True)
+                write_demo_cohort(root / f"mem{n_subjects}", n_subjects, 2, 1)
+                summary, peaks = run_job([str(root / f"mem{n_subjects}/manifest.csv"), "--out", str(root / f"out-mem{n_subjects}"), "--run-id", "m", "--workers", "2"])
+                memory[f"{2 * n_subjects} demo pairs (16 x 128 x 128)"] = {"summary": summary, "peaks": peaks}
+            print(f"memory: one {args.big_slices}-slice volume ...", flush=True)
+            big = _nifti_cohort(root / "big", 1, args.big_slices, 256)
+            summary, peaks = run_job([str(big), "--out", str(root / "out-big"), "--run-id", "b", "--workers", "2", "--slice-images", "none"])
+            memory[f"1 pair of {args.big_slices} x 256 x 256"] = {"summary": summary, "peaks": peaks}
+    finally:
+        ray.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+
+    lines = ["# Cohort job throughput, scaling and memory", ""]
+    lines.append(
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}: {platform.machine()}, {cores} CPUs, Python "
+        f"{platform.python_version()}, torch {__import__('torch').__version__}, Ray {ray.__version__}; local Ray on all CPUs, CPU only "
+        "(no GPU). The machine is shared; every ratio below is taken within this one run."
+    )
+    lines += ["", f"## Bare model (`Fuser.fuse_batch`, {SIZE} x {SIZE}, batch {SLICES}, `mdafuse_v3`)", "", "| layout | slices/s | demo pairs/s |", "|---|---|---|"]
+    for label, rate in bare.items():
+        lines.append(f"| {label} | {rate:.2f} | {rate / SLICES:.3f} |")
+    lines += ["", f"## Whole job on the demo cohort ({pairs} pairs, 16 x 128 x 128 MR, PET 12 x 64 x 64)", ""]
+    lines.append("| model actors | pairs | ok | workers in the rows | pairs/s (first to last row) | wall s | model stage busy | ms per slice: decode | fuse | metrics | enhance | write |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for w, j in jobs.items():
+        s, t = j["summary"], j["times"]
+        n = t["n_slices"].sum()
+        busy = s.get("pipeline", {}).get("model_busy_fraction", float("nan"))
+        lines.append(
+            f"| {w} | {s['processed_this_attempt']} | {s['ok']} | {len(s['workers_used'])} | {s['pairs_per_s_first_to_last']:.3f} | {s['wall_s']:.1f} | {busy:.0%} | "
+            + " | ".join(f"{1000 * t[c].sum() / n:.1f}" for c in ("t_read_s", "t_fuse_s", "t_metrics_s", "t_enhance_s", "t_write_s"))
+            + " |"
+        )
+    r1, r2 = (jobs[w]["summary"]["pairs_per_s_first_to_last"] for w in (1, 2))
+    lines += [
+        "",
+        f"- **Scaling**: 2 actors / 1 actor = **{r2 / r1:.2f}x** (target at least 1.7x on this {cores}-core machine).",
+        f"- **Job against the bare model on the same cores**: {r2:.3f} / {bare_pairs:.3f} pairs/s = **{r2 / bare_pairs:.2f}** "
+        "(target at least 0.8; the job also decodes DICOM, resamples PET, scores 13 metrics per brain slice, enhances and writes PNG and NIfTI).",
+    ]
+    lines += ["", "## CPU time per 256 x 256 slice outside the network", ""]
+    lines.append(
+        f"The job's three stages run in this process on {cpu['slices']} slices of synthetic NIfTI pairs (MR 48 x 256 x 256 at 1 mm, PET at 2 mm in SUV), one torch thread:"
+    )
+    lines += ["", "| step | ms per slice |", "|---|---|"]
+    for key, label in (("decode", "decode: read NIfTI, resample PET to the MR grid, window, colour"), ("enhance", "energy enhancement"), ("write", "encode (PNG level 1, NIfTI gzip 1) and write, brain slices as PNG"), ("outside_model", "**all outside the network**"), ("fuse", "the network (CPU, 1 thread), for scale"), ("metrics_torch_cpu_per_scored", "13 metrics, torch float32 on the CPU, per scored slice"), ("metrics_numpy_per_scored", "13 metrics, numpy float64 reference, per scored slice")):
+        lines.append(f"| {label} | {cpu[key]:.1f} |")
+    outside_s = cpu["outside_model"] / 1000
+    lines += [
+        "",
+        f"Target: at most 10 ms per slice outside the network; measured **{cpu['outside_model']:.1f} ms**. With the metrics on the GPU, one GPU fusing N slices/s needs about "
+        f"N x {outside_s:.4f} CPU cores to feed it: {1000 * outside_s:.1f} cores at 1,000 slices/s, {5000 * outside_s:.1f} at 5,000 (the GPU's own rate is measured by "
+        "`benchmarks/gpu_check.sh`, see `benchmarks/results/gpu.md`).",
+    ]
+    if memory:
+        lines += ["", "## Memory", "", "Peak unique memory (USS) of the driver and all Ray processes, and peak object-store use (`/dev/shm`), sampled every 0.25 s; 2 model actors, `--chunk-slices 64`.", ""]
+        lines += ["| input | pairs ok | peak USS (MiB) | peak object store (MiB) | wall s |", "|---|---|---|---|---|"]
+        for label, m in memory.items():
+            s, pk = m["summary"], m["peaks"]
+            lines.append(f"| {label} | {s['ok']}/{s['pairs_total']} | {pk.get('uss', 0) / 2**20:.0f} | {pk.get('shm', 0) / 2**20:.0f} | {s['wall_s']:.1f} |")
+        keys = [k for k in memory if "demo pairs" in k]
+        if len(keys) == 2:
+            a, b = (memory[k]["peaks"].get("uss", 0) for k in keys)
+            lines.append(f"\nPeak USS, 32-pair over 8-pair cohort: **{b / a:.2f}** (flat means close to 1: memory follows the work in flight, not the cohort).")
+    text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(buf.getvalue())
-    print(buf.getvalue())
+    args.out.write_text(text)
+    print(text)
+    (args.out.with_suffix(".json")).write_text(json.dumps({"bare": bare, "cpu": cpu, "jobs": {w: j["summary"] for w, j in jobs.items()}}, indent=2, default=str))
     return 0
 
 

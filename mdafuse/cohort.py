@@ -34,6 +34,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from mdafuse import storage
+from mdafuse.io.pair import IMAGE_KIND, VOLUME_KIND
 from mdafuse.io.volume import pseudonym
 from mdafuse.modality import functional_modality
 
@@ -42,8 +43,6 @@ __all__ = ["PAIR_SCHEMA", "IMAGE_SUFFIXES", "VOLUME_KIND", "IMAGE_KIND", "pair_i
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-VOLUME_KIND = "volume"
-IMAGE_KIND = "image2d"
 _FUNCTIONAL_FOLDERS = ("PET", "SPECT", "PT", "CT", "NM")
 
 PAIR_SCHEMA = pa.schema(

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 
 __all__ = [
+    "Store",
     "S3Settings",
     "is_s3",
     "join",
@@ -317,3 +318,54 @@ def ensure_bucket(uri: str, endpoint: str | None = None) -> None:
     except Exception:  # noqa: BLE001 - botocore raises ClientError subclasses per server
         log.info("creating bucket %s", bucket)
         client.create_bucket(Bucket=bucket)
+
+
+@dataclass(frozen=True)
+class Store:
+    """A location bound to its S3 endpoint: every path below it is given relative to ``root``.
+
+    ``Store("s3://bucket/out", "http://127.0.0.1:8333").write_bytes("runs/summary.json", data)``
+    replaces passing the endpoint to every call. Relative paths use ``/``; an empty path is the root.
+
+    Attributes:
+        root: a local folder or ``s3://bucket/prefix``.
+        endpoint: S3 endpoint (None: the AWS variables, see :func:`s3_settings`).
+    """
+
+    root: str
+    endpoint: str | None = None
+
+    def uri(self, *parts: str) -> str:
+        """The location of ``parts`` below the root (the root itself when none is given)."""
+        clean = [p for part in parts for p in str(part).split("/") if p]
+        return join(self.root, *clean) if clean else str(self.root)
+
+    def child(self, *parts: str) -> "Store":
+        """The store rooted at ``parts`` below this one, with the same endpoint."""
+        return Store(self.uri(*parts), self.endpoint)
+
+    @property
+    def is_s3(self) -> bool:
+        return is_s3(self.root)
+
+    def write_bytes(self, path: str, data: bytes) -> str:
+        return write_bytes(self.uri(path), data, self.endpoint)
+
+    def read_bytes(self, path: str) -> bytes:
+        return read_bytes(self.uri(path), self.endpoint)
+
+    def exists(self, path: str = "") -> bool:
+        return exists(self.uri(path), self.endpoint)
+
+    def list_files(self, path: str = "", suffix: str | None = None) -> list[str]:
+        """Visible files below ``path`` as full locations (see :func:`list_files`)."""
+        return list_files(self.uri(path), suffix, self.endpoint)
+
+    def delete(self, path: str) -> None:
+        delete(self.uri(path), self.endpoint)
+
+    def delete_tree(self, path: str = "") -> None:
+        delete_tree(self.uri(path), self.endpoint)
+
+    def move(self, src: str, dst: str) -> str:
+        return move(self.uri(src), self.uri(dst), self.endpoint)

@@ -79,3 +79,22 @@ def test_train_has_one_weight_option_per_loss_term(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     assert "--w-mse-cap" in out and "--w-ssim-functional" in out
+
+
+def test_fuse_volume_pair_with_scores(tmp_path, capsys):
+    """Two DICOM series of the demo cohort: NIfTI volumes on the MR grid, PNG slices and the pair's metrics."""
+    import json
+
+    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.io.nifti import read_nifti
+
+    write_demo_cohort(tmp_path / "c", 1, 1, 0)
+    mr_dir, pt_dir = (next(p for p in (tmp_path / "c").rglob(name) if p.is_dir()) for name in ("MR", "PT"))
+    out = tmp_path / "out"
+    assert main(["fuse", str(mr_dir), str(pt_dir), "-o", str(out), "--enhance", "--score", "--slice-images", "brain"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    scores = json.loads(printed[-1])
+    assert 1 <= scores["n_scored"] <= 16 and 0 < scores["SSIM"] < 2 and np.isfinite(scores["VIF"])
+    fused = read_nifti(out / "fused.nii.gz")
+    assert fused.data.shape == (16, 128, 128, 3) and read_nifti(out / "enhanced.nii.gz").data.shape == (16, 128, 128, 3)
+    assert len(list(out.glob("fused_*.png"))) == scores["n_scored"] == len(list(out.glob("enhanced_*.png")))

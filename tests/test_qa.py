@@ -13,7 +13,6 @@ import pytest
 
 from mdafuse import storage
 from mdafuse.cli import build_parser, main
-from mdafuse.commands.run import job_command
 from mdafuse.qa import format_report, open_metrics, qa_report
 
 NAN = float("nan")
@@ -112,18 +111,16 @@ def test_qa_command(out, capsys):
     assert main(["qa", out, "--metric", "nope"]) == 2
 
 
-def test_run_command_builds_job_call():
-    args = build_parser().parse_args(["run", "m.csv", "--out", "s3://b/o", "--run-id", "r1", "--num-gpus-per-worker", "1"])
-    cmd = job_command(args)
-    assert cmd[1:] == ["-m", "jobs.fuse_cohort", "m.csv", "--out", "s3://b/o", "--run-id", "r1", "--num-gpus-per-worker", "1"]
-    args = build_parser().parse_args(["run", "--smoke-test", "--batch-size", "2"])
-    assert job_command(args)[1:] == ["-m", "jobs.fuse_cohort", "--batch-size", "2", "--smoke-test"]
-    args = build_parser().parse_args(["run", "c/", "--out", "o", "--slice-images", "all"])
-    assert job_command(args)[1:] == ["-m", "jobs.fuse_cohort", "c/", "--out", "o", "--slice-images", "all"]
-    args = build_parser().parse_args(["run", "c/", "--out", "o", "--modality", "SPECT"])
-    assert job_command(args)[1:] == ["-m", "jobs.fuse_cohort", "c/", "--out", "o", "--modality", "SPECT"]
-    from jobs.fuse_cohort import build_parser as job_parser
+def test_run_command_has_the_jobs_options():
+    """`mdafuse run` parses exactly the job's options (one list, no copies) and calls it in this process."""
+    from mdafuse.jobs.fuse_cohort import build_parser as job_parser
 
+    argv = ["m.csv", "--out", "s3://b/o", "--run-id", "r1", "--num-gpus-per-worker", "1", "--batch-size", "64", "--score-every", "2", "--shared-fs"]
+    ours = vars(build_parser().parse_args(["run", *argv]))
+    theirs = vars(job_parser().parse_args(argv))
+    assert {k: ours[k] for k in theirs} == theirs
+    run_actions = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions}
+    assert {a.dest for a in job_parser()._actions} <= run_actions
     assert job_parser().parse_args(["c/", "--out", "o", "--modality", "spect"]).modality == "SPECT"
     with pytest.raises(SystemExit):
         job_parser().parse_args(["c/", "--out", "o", "--modality", "MRI"])
@@ -138,7 +135,7 @@ def test_qa_on_s3(s3_server, monkeypatch):
     assert sum(c["n"] for c in rep.counts) == 5 and rep.worst[0]["pair_id"] == "q1"
 
 
-def test_run_command_spawns_the_job(tmp_path, capfd):
-    """`mdafuse run` starts `python -m jobs.fuse_cohort` and passes its exit status on."""
+def test_run_command_runs_the_job(tmp_path, capfd):
+    """`mdafuse run` runs the job in this process and passes its exit status on."""
     assert main(["run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "fuse_cohort: error:" in capfd.readouterr().err

@@ -2,8 +2,8 @@
 
 Cohort mode: ``mdafuse track COHORT --out URI`` where COHORT is a manifest (``.csv``/``.parquet``,
 local or ``s3://``) or a DICOM tree, and URI a folder or ``s3://bucket/prefix``, runs the Ray
-lesion-tracking job (``python -m jobs.track_lesions``) in a child process with the same
-interpreter (the library never imports ``jobs/``); see docs/cohort-job.md. A folder is taken as a
+lesion-tracking job (:mod:`mdafuse.jobs.track_lesions`, the code behind ``python -m
+jobs.track_lesions``) in this process, with the job's own options; see docs/cohort-job.md. A folder is taken as a
 cohort when it holds ``manifest.csv``/``manifest.parquet`` or no time-point sub-folder with
 ``mr.nii.gz``/``mr.png``; ``--cohort`` forces cohort mode.
 
@@ -27,19 +27,17 @@ Writes ``lesions.parquet``, ``lesions.csv`` and ``tracking.png`` into ``--out``.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from mdafuse.modality import UPTAKE_MODALITIES
 
-__all__ = ["register", "load_subject", "subject_modality", "is_cohort", "job_command"]
+__all__ = ["register", "load_subject", "subject_modality", "is_cohort"]
 
 _SUBJECT_FILES = ("mr.nii.gz", "mr.nii", "mr.png")
-_COHORT_OPTIONS = (("--run-id", "run_id"), ("--cohort-name", "cohort_name"), ("--workers", "workers"), ("--s3-endpoint", "s3_endpoint"), ("--address", "address"), ("--num-gpus-per-worker", "num_gpus_per_worker"), ("--weights", "weights"), ("--modality", "modality"))
-_SINGLE_SUBJECT_OK = ("weights", "modality")
+#: job options that mean nothing for one subject folder or the phantom
+_COHORT_ONLY = ("run_id", "cohort_name", "workers", "s3_endpoint", "address")
 
 
 def is_cohort(location: str, force: bool = False) -> bool:
@@ -53,18 +51,6 @@ def is_cohort(location: str, force: bool = False) -> bool:
     if (root / "manifest.csv").is_file() or (root / "manifest.parquet").is_file():
         return True
     return not any(sub.is_dir() and any((sub / n).is_file() for n in _SUBJECT_FILES) for sub in root.iterdir())
-
-
-def job_command(args: argparse.Namespace) -> list[str]:
-    """The child command line of cohort mode: ``python -m jobs.track_lesions COHORT --out URI ...``."""
-    cmd = [sys.executable, "-m", "jobs.track_lesions", str(args.subject_dir), "--out", str(args.out)]
-    for flag, name in _COHORT_OPTIONS:
-        value = getattr(args, name, None)
-        if value is not None:
-            cmd += [flag, str(value)]
-    if args.no_fuse:
-        cmd.append("--no-fuse")
-    return cmd
 
 
 def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -125,9 +111,12 @@ def _handler(args: argparse.Namespace) -> int:
     if bool(args.phantom) == bool(args.subject_dir):
         raise ValueError("give either SUBJECT_DIR (or COHORT) or --phantom (not both)")
     if not args.phantom and (args.cohort or str(args.out).startswith("s3://") or is_cohort(args.subject_dir)):
-        return subprocess.call(job_command(args))
-    if any(getattr(args, name, None) is not None for _, name in _COHORT_OPTIONS if name not in _SINGLE_SUBJECT_OK):
-        raise ValueError("--run-id/--cohort-name/--workers/--s3-endpoint/--address/--num-gpus-per-worker apply to a COHORT only")
+        from mdafuse.jobs.track_lesions import run_from_args
+
+        args.cohort = str(args.subject_dir)
+        return run_from_args(args)
+    if any(getattr(args, name, None) is not None for name in _COHORT_ONLY):
+        raise ValueError("--" + "/--".join(n.replace("_", "-") for n in _COHORT_ONLY) + " apply to a COHORT only")
     if args.phantom:
         from mdafuse.phantom import make_longitudinal_phantom
 
@@ -159,29 +148,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from mdafuse.jobs.track_lesions import add_arguments
+
     p.add_argument("subject_dir", nargs="?", metavar="SUBJECT_DIR|COHORT", help="folder with one sub-folder per time point (see layout above), or a cohort manifest/DICOM tree")
     p.add_argument("--phantom", action="store_true", help="run on the synthetic longitudinal phantom instead")
     p.add_argument("-o", "--out", required=True, help="output folder (cohort mode: folder or s3://bucket/prefix)")
     p.add_argument("--cohort", action="store_true", help="treat the location as a cohort and run the Ray tracking job")
-    p.add_argument("--run-id", help="cohort mode: run id (reuse to resume)")
-    p.add_argument("--cohort-name", help="cohort mode: cohort partition name")
-    p.add_argument("--workers", type=int, help="cohort mode: tracking actors")
-    p.add_argument("--s3-endpoint", help="cohort mode: S3 endpoint URL")
-    p.add_argument("--address", help="cohort mode: Ray cluster address")
-    p.add_argument("--num-gpus-per-worker", type=float, help="cohort mode: GPUs per actor (default 0)")
     p.add_argument("--subject", help="subject key for the table (default: folder name); never a patient name")
     p.add_argument("--timepoints", type=int, default=3, help="phantom time points (default 3)")
     p.add_argument("--shape", type=int, nargs="+", default=[24, 128, 128], help="phantom shape Z Y X or Y X")
-    p.add_argument("--seed", type=int, default=0, help="phantom seed")
     p.add_argument("--png-suv-scale", type=float, default=15.0, help="SUV of a white PNG PET pixel (default 15)")
     p.add_argument("--pixel-mm", type=float, help="pixel size of PNG inputs in mm")
-    p.add_argument("--no-fuse", action="store_true", help="show the MR/PET average instead of the network fusion")
-    p.add_argument("--weights", help="fusion weights (.safetensors); default: the shipped weights of the modality")
-    p.add_argument(
-        "--modality",
-        type=str.upper,
-        choices=UPTAKE_MODALITIES,
-        help="uptake modality, picking the shipped fusion weights (default: SPECT when a time point has spect.png, else PET; cohort mode: each subject's own)",
-    )
     p.add_argument("--device", default="cpu", help="torch device for fusion (default cpu)")
+    # the cohort job's options (one subject uses --weights, --modality, --no-fuse and --seed of the phantom)
+    add_arguments(p.add_argument_group("cohort mode (the Ray tracking job) and shared options"), cohort_positional=False)
     p.set_defaults(func=_handler)

@@ -149,14 +149,15 @@ def _score_pair(pair: PairPaths, methods: Sequence[str], metric_names: Sequence[
     """Fuse one pair with every method and score it: rows (method, metrics, seconds) and, if ``keep``, the images."""
     from mdafuse.baselines import fuse_color
     from mdafuse.fusion.color import luminance
-    from mdafuse.io.images import read_pair
-    from mdafuse.metrics import compute_all
+    from mdafuse.io.pair import IMAGE_KIND, load_pair
+    from mdafuse.scoring import score_slices
 
     fuser = _WORKER.get("fuser")
     # the first pair of each process gets an untimed warm-up call per method, so one-off costs
     # (torch kernels, caches) do not land on its time
     warm_up, _WORKER["warm"] = not _WORKER.get("warm"), True
-    mr, fn = read_pair(pair.mr, pair.functional)
+    prepared = load_pair(pair.mr, pair.functional, IMAGE_KIND)
+    mr, fn = prepared.mr[0], prepared.functional[0]
     fy = luminance(fn)
     rows, fused_images = [], {}
     for method in methods:
@@ -166,7 +167,8 @@ def _score_pair(pair: PairPaths, methods: Sequence[str], metric_names: Sequence[
         t0 = time.perf_counter()
         fused = fuse(mr, fn)
         seconds = time.perf_counter() - t0
-        rows.append({"method": method, **compute_all(mr, fy, luminance(fused), names=list(metric_names)), "seconds": seconds})
+        values = score_slices(mr[None], fy[None], luminance(fused)[None], list(metric_names))[0]
+        rows.append({"method": method, **dict(zip(metric_names, map(float, values))), "seconds": seconds})
         if keep:
             fused_images[method] = fused
     return rows, ({"mr": mr, "functional": fn, "fused": fused_images} if keep else {})

@@ -11,7 +11,11 @@ import torch
 from mdafuse.fusion.color import rgb_to_ycbcr, with_luminance
 from mdafuse.model.weights import default_weights_path, load_model
 
-__all__ = ["Fuser", "fuse_pair"]
+__all__ = ["Fuser", "fuse_pair", "PRECISIONS"]
+
+#: Network precisions: float32, or autocast to bfloat16 / float16.
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _check_pair(mr: np.ndarray, functional: np.ndarray) -> None:
@@ -36,11 +40,28 @@ class Fuser:
         device: torch device, e.g. "cpu" or "cuda".
         modality: functional modality (PET, SPECT, CT or the DICOM codes PT, NM) that picks the
             shipped weights when ``weights`` is None; ignored otherwise.
+        precision: one of :data:`PRECISIONS`: "fp32" (default), or "bf16"/"fp16" to run the network
+            under ``torch.autocast`` (outputs are float32 either way; see docs/cohort-job.md for the
+            measured differences to fp32).
+        channels_last: run convolutions on channels-last tensors (faster with autocast on CUDA).
     """
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu", modality: str | None = None) -> None:
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        modality: str | None = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
         self.device = torch.device(device)
+        self.precision = precision
+        self.channels_last = bool(channels_last)
         self.model, self.info = load_model(weights, device=self.device, modality=modality)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     @property
     def weights_sha256(self) -> str:
@@ -51,26 +72,58 @@ class Fuser:
         return self.info.version
 
     @torch.inference_mode()
+    def fuse_luminance(self, mr: torch.Tensor, functional_y: torch.Tensor) -> torch.Tensor:
+        """Fuse on the model's device: ``(B, 1, H, W)`` MR and functional Y -> ``(B, 1, H, W)`` float32 in [0, 1]."""
+        if mr.ndim != 4 or mr.shape[1] != 1 or functional_y.shape != mr.shape:
+            raise ValueError(f"mr and functional_y must both have shape (B, 1, H, W); got {tuple(mr.shape)} and {tuple(functional_y.shape)}")
+        a = mr.to(self.device, torch.float32, non_blocking=True)
+        b = functional_y.to(self.device, torch.float32, non_blocking=True)
+        if self.channels_last:
+            a = a.contiguous(memory_format=torch.channels_last)
+            b = b.contiguous(memory_format=torch.channels_last)
+        if self.precision == "fp32":
+            out = self.model(a, b)
+        else:
+            with torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[self.precision]):
+                out = self.model(a, b)
+        return out.float().clamp(0, 1).contiguous()
+
     def fuse_batch(self, mr: np.ndarray, functional_y: np.ndarray) -> np.ndarray:
         """Fuse grey batches: ``(B, H, W)`` MR and ``(B, H, W)`` functional luminance -> ``(B, H, W)``."""
         mr = np.asarray(mr, dtype=np.float32)
         fy = np.asarray(functional_y, dtype=np.float32)
         if mr.ndim != 3 or fy.shape != mr.shape:
             raise ValueError(f"mr and functional_y must both have shape (B, H, W); got {mr.shape} and {fy.shape}")
-        a = torch.from_numpy(np.ascontiguousarray(mr)).unsqueeze(1).to(self.device)
-        b = torch.from_numpy(np.ascontiguousarray(fy)).unsqueeze(1).to(self.device)
-        out = self.model(a, b)
-        return out[:, 0].clamp(0, 1).float().cpu().numpy()
+        a = torch.from_numpy(np.ascontiguousarray(mr)).unsqueeze(1)
+        b = torch.from_numpy(np.ascontiguousarray(fy)).unsqueeze(1)
+        return self.fuse_luminance(a, b)[:, 0].cpu().numpy()
+
+    def fuse_slices(self, mr: np.ndarray, functional: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """Fuse a stack slice by slice in batches: ``(Z, H, W)`` MR with ``(Z, H, W)`` or ``(Z, H, W, 3)``.
+
+        Returns:
+            The fused stack in the functional image's layout, float32 in [0, 1] (colour: Y fused, Cb/Cr kept).
+        """
+        mr = np.asarray(mr, dtype=np.float32)
+        functional = np.asarray(functional, dtype=np.float32)
+        if mr.ndim != 3 or functional.shape[:3] != mr.shape or functional.ndim not in (3, 4):
+            raise ValueError(f"mr must be (Z, H, W) and functional (Z, H, W) or (Z, H, W, 3) of the same size; got {mr.shape} and {functional.shape}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        ycc = rgb_to_ycbcr(functional) if functional.ndim == 4 else None
+        fy = ycc[..., 0] if ycc is not None else functional
+        fused_y = np.empty(mr.shape, dtype=np.float32)
+        for start in range(0, mr.shape[0], batch_size):
+            stop = min(mr.shape[0], start + batch_size)
+            fused_y[start:stop] = self.fuse_batch(mr[start:stop], fy[start:stop])
+        return fused_y if ycc is None else with_luminance(ycc, fused_y)
 
     def fuse(self, mr: np.ndarray, functional: np.ndarray) -> np.ndarray:
         """Fuse one pair; see :func:`fuse_pair`."""
         mr = np.asarray(mr, dtype=np.float32)
         functional = np.asarray(functional, dtype=np.float32)
         _check_pair(mr, functional)
-        if functional.ndim == 2:
-            return self.fuse_batch(mr[None], functional[None])[0]
-        ycc = rgb_to_ycbcr(functional)
-        return with_luminance(ycc, self.fuse_batch(mr[None], ycc[None, ..., 0])[0])
+        return self.fuse_slices(mr[None], functional[None])[0]
 
 
 _DEFAULT: dict[tuple[str, str], Fuser] = {}

@@ -36,6 +36,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SecondaryCaptureImageStorage, generate_uid
 
+from mdafuse.io.encode import to_uint8
 from mdafuse.io.images import write_image
 from mdafuse.io.nifti import write_nifti
 from mdafuse.io.volume import Volume, pseudonym
@@ -290,7 +291,7 @@ def write_derived_dicom(
             ds.PlanarConfiguration = 0
             ds.BitsAllocated = ds.BitsStored = 8
             ds.HighBit = 7
-            pixels = np.clip(np.rint(arr[n] * 255.0), 0, 255).astype(np.uint8)
+            pixels = to_uint8(arr[n])
         else:
             ds.Modality = "MR"
             for name, default in _MR_ATTRS:

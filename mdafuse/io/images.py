@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mdafuse.io.encode import to_uint8
+
 __all__ = ["ImageReadError", "read_image", "write_image", "read_pair", "is_grey_rgb"]
 
 _SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
@@ -101,7 +103,7 @@ def write_image(path: str | Path, image: np.ndarray, bits: int = 8) -> Path:
     arr = np.clip(arr, 0.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     if bits == 8:
-        Image.fromarray(np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)).save(path)
+        Image.fromarray(to_uint8(arr)).save(path)
     elif bits == 16:
         if arr.ndim != 2:
             raise ValueError("16-bit output is supported for grey images only")

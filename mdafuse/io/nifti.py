@@ -19,11 +19,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from mdafuse.io.encode import to_uint8
 from mdafuse.io.volume import LPS_TO_RAS, Volume
 
-__all__ = ["NiftiError", "read_nifti", "write_nifti"]
+__all__ = ["NiftiError", "RGB24", "read_nifti", "write_nifti"]
 
-_RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
+#: NIfTI's RGB24 voxel type (three uint8 per voxel, interleaved).
+RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
 
 
 class NiftiError(ValueError):
@@ -96,8 +98,8 @@ def write_nifti(volume: Volume | np.ndarray, path: str | Path, affine: np.ndarra
         raise ValueError(f"data for {path} contains NaN or infinite values")
     affine_ras = LPS_TO_RAS @ vol.affine
     if vol.data.ndim == 4:
-        rgb = np.clip(np.rint(np.clip(vol.data, 0.0, 1.0) * 255.0), 0, 255).astype(np.uint8).transpose(2, 1, 0, 3)
-        arr = np.empty(rgb.shape[:3], dtype=_RGB24)
+        rgb = to_uint8(vol.data).transpose(2, 1, 0, 3)
+        arr = np.empty(rgb.shape[:3], dtype=RGB24)
         arr["R"], arr["G"], arr["B"] = rgb[..., 0], rgb[..., 1], rgb[..., 2]
         img = nib.Nifti1Image(arr, affine_ras)
     else:

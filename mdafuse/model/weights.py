@@ -24,6 +24,8 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "MODALITY_WEIGHTS",
     "default_weights_path",
+    "shipped_weights",
+    "resolve_weights",
     "save_weights",
     "save_ensemble",
     "save_state",
@@ -34,9 +36,11 @@ __all__ = [
 
 DEFAULT_WEIGHTS = "mdafuse_v3.safetensors"
 #: Shipped weights trained for one functional modality; any other modality (PET, CT, unknown) gets
-#: DEFAULT_WEIGHTS, trained on MR-PET and MR-SPECT together. Why SPECT has its own, and why it is an
-#: ensemble of two networks: benchmarks/results/loss_study.md (fourth and sixth studies).
-MODALITY_WEIGHTS = {"SPECT": "mdafuse_spect_v3.safetensors"}
+#: DEFAULT_WEIGHTS, trained on MR-PET and MR-SPECT together. SPECT has its own single network
+#: (fourth loss study); the ensemble ``mdafuse_spect_v3`` (eight network evaluations per slice, its
+#: gains within noise) stays available by name: ``--weights mdafuse_spect_v3``.
+MODALITY_WEIGHTS = {"SPECT": "mdafuse_spect_v2.safetensors"}
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,27 @@ def _sort_header_metadata(data: bytes) -> bytes:
 def default_weights_path(modality: str | None = None) -> Path:
     """Path of the weights shipped inside the package for ``modality`` (PET, SPECT, CT, or None)."""
     name = MODALITY_WEIGHTS.get(functional_modality(modality) or "", DEFAULT_WEIGHTS)
-    return Path(__file__).resolve().parent.parent / "weights" / name
+    return WEIGHTS_DIR / name
+
+
+def shipped_weights() -> list[str]:
+    """Names of the weights shipped in the package (usable wherever a weights file is asked for)."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """A weights file: ``weights`` itself when it exists, else the shipped weights of that name.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped name (the message lists the names).
+    """
+    path = Path(weights)
+    if path.is_file():
+        return path
+    shipped = WEIGHTS_DIR / f"{Path(str(weights)).name.removesuffix('.safetensors')}.safetensors"
+    if shipped.is_file() and path.parent == Path("."):
+        return shipped
+    raise FileNotFoundError(f"weights {weights}: no such file, and not a shipped name ({', '.join(shipped_weights())})")
 
 
 def save_state(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> str:
@@ -126,13 +150,21 @@ def load_model(
 ) -> tuple[MdAFuseNet | MdAFuseEnsemble, WeightsInfo]:
     """Load an eval-mode network or ensemble from a safetensors file (the shipped weights by default).
 
-    Without ``path`` the shipped weights for ``modality`` are loaded (:func:`default_weights_path`).
+    Without ``path`` the shipped weights for ``modality`` are loaded (:func:`default_weights_path`);
+    ``path`` may also name shipped weights (``"mdafuse_spect_v3"``, see :func:`resolve_weights`).
     The shipped file is checked against the sha256 recorded in its model card; any file is
     checked against ``expected_sha256`` when given. Loading is strict: missing or unexpected
     tensors raise.
     """
     shipped = path is None
-    path = default_weights_path(modality) if shipped else Path(path)
+    if shipped:
+        path = default_weights_path(modality)
+    else:
+        try:
+            path = resolve_weights(path)
+        except FileNotFoundError:
+            path = Path(path)
+        shipped = path.parent == WEIGHTS_DIR
     if not path.is_file():
         hint = " (the package is missing its weights; reinstall mdafuse)" if shipped else ""
         raise FileNotFoundError(f"{path}: weights file not found{hint}")

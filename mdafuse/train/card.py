@@ -13,7 +13,7 @@ import numpy as np
 from mdafuse.data import MODALITY_FOLDERS, load_split, split_pairs
 from mdafuse.fusion.color import luminance, rgb_to_ycbcr
 from mdafuse.fusion.pipeline import Fuser
-from mdafuse.io.images import read_pair
+from mdafuse.io.pair import IMAGE_KIND, load_pair
 from mdafuse.model.config import MdAFuseConfig
 from mdafuse.model.ensemble import EnsembleConfig
 from mdafuse.model.weights import WeightsInfo
@@ -38,8 +38,9 @@ def validate_weights(weights: str | Path, datasets: tuple[str, ...] = tuple(MODA
         pairs = split_pairs(ds, "test", data_root)
         s_mr, s_fn, chroma_mean, chroma_p99 = [], [], [], []
         for p in pairs:
-            mr, fn = read_pair(p.mr, p.functional)
-            fused = fuser.fuse(mr, fn)
+            prepared = load_pair(p.mr, p.functional, IMAGE_KIND)
+            mr, fn = prepared.mr[0], prepared.functional[0]
+            fused = fuser.fuse_slices(prepared.mr, prepared.functional)[0]
             fy, y = luminance(fused), luminance(fn)
             tf, tm, ty = (torch.from_numpy(np.ascontiguousarray(a))[None, None] for a in (fy, mr, y))
             s_mr.append(float(ssim_map(tf, tm).mean()))

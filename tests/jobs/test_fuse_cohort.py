@@ -16,8 +16,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.fuse_cohort import build_parser, existing_pair_ids, main
+from jobs.fuse_cohort import build_parser, main
 from mdafuse import storage
+from mdafuse.jobs import runtime
+from mdafuse.storage import Store
 from mdafuse.cohort import build_pair_table, pair_id
 from mdafuse.io.images import read_image, read_pair, write_image
 from mdafuse.metrics import en, sd
@@ -41,12 +43,12 @@ def local_job(ray_local, tmp_path_factory):
     table = build_pair_table(root / "cohort", "tiny").table
     ids = table.column("pair_id").to_pylist()
     stems = {pair_id("tiny", stem, ""): stem for stem in expected}
-    crash = ids[1]  # the middle pair of the first attempt's single 3-pair block
+    crash = ids[1]  # a pair of the first attempt, which runs on a single model actor
     marker = root / "crash.marker"
     base = [str(root / "cohort"), "--out", out, "--cohort-name", "tiny", "--run-id", "r1", "-q"]
     crash_args = ["--inject-crash", crash, "--crash-marker", str(marker)]
     summary_file = Path(out, "runs/cohort=tiny/run=r1/summary.json")
-    codes = [main(base + ["--limit", "3", "--workers", "1", "--pairs-per-block", "3"] + crash_args)]
+    codes = [main(base + ["--limit", "3", "--workers", "1"] + crash_args)]
     summaries = [json.loads(summary_file.read_text())]
     first_rows = _rows(out, "tiny", "r1")
     codes.append(main(base + ["--workers", "2"] + crash_args))
@@ -104,14 +106,16 @@ def test_resume_skips_ok_pairs_and_retries_errors(local_job):
     # third attempt: the three error pairs are retried (nopet now succeeds), the five ok pairs skipped
     assert (third["rows"], third["unique_pairs"], third["processed_this_attempt"], third["skipped_already_done"], third["retried_errors"]) == (8, 8, 3, 5, 3)
     assert (third["ok"], third["error"]) == (6, 2)
-    assert existing_pair_ids(str(Path(local_job["out"], "metrics/cohort=tiny/run=r1")), None) == set(local_job["stems"])
+    assert set(runtime.existing_status(Store(str(Path(local_job["out"], "metrics/cohort=tiny/run=r1"))))) == set(local_job["stems"])
     assert third["salt_is_default"] is True
 
 
-def test_metric_files_are_published_from_staging(local_job):
+def test_metric_files_are_whole_part_files(local_job):
+    """The driver writes the rows as atomic part files: no staging folder, no temporaries, one row per pair."""
     metrics = Path(local_job["out"], "metrics/cohort=tiny/run=r1")
-    assert list(metrics.glob("*.parquet"))
-    assert not (metrics / "_staging").exists() or not any((metrics / "_staging").rglob("*.parquet"))
+    files = sorted(metrics.glob("*.parquet"))
+    assert files and all(f.name.startswith("part-") for f in files)
+    assert not [p for p in metrics.rglob("*") if p.name.startswith(("_", "."))]
 
 
 def test_outputs_and_metrics_match_the_written_images(local_job):
@@ -235,68 +239,69 @@ def test_unreadable_metrics_file_is_set_aside(tmp_path):
     root.mkdir(parents=True)
     pq.write_table(pa.table({"pair_id": ["a", "b"], "status": ["ok", "error"]}), root / "good.parquet")
     (root / "torn.parquet").write_bytes(b"PAR1 truncated")
-    assert existing_pair_ids(str(root), None) == {"a", "b"}
+    assert set(runtime.existing_status(Store(str(root)))) == {"a", "b"}
     assert sorted(p.name for p in root.iterdir()) == [".corrupt-torn.parquet", "good.parquet"]
 
 
 def test_supersede_rows_removes_only_retried_error_rows(tmp_path):
     import pyarrow as pa
 
-    from jobs.fuse_cohort import existing_pair_status, supersede_rows
-
     root = tmp_path / "m"
     root.mkdir()
     pq.write_table(pa.table({"pair_id": ["a", "b", "c"], "status": ["ok", "error", "error"], "SSIM": [1.0, None, None]}), root / "one.parquet")
     pq.write_table(pa.table({"pair_id": ["d"], "status": ["error"], "SSIM": [None]}), root / "two.parquet")
-    assert existing_pair_status(str(root), None) == {"a": "ok", "b": "error", "c": "error", "d": "error"}
+    store = Store(str(root))
+    assert runtime.existing_status(store) == {"a": "ok", "b": "error", "c": "error", "d": "error"}
     # "a" is ok: never removed even when asked; "c" is not retried this time: kept
-    assert supersede_rows(str(root), {"a", "b", "d"}, None) == 2
+    assert runtime.supersede_rows(store, {"a", "b", "d"}) == 2
     assert sorted(p.name for p in root.iterdir()) == ["one.parquet"]  # two.parquet had nothing left
     assert pq.read_table(root / "one.parquet").to_pydict() == {"pair_id": ["a", "c"], "status": ["ok", "error"], "SSIM": [1.0, None]}
-    assert supersede_rows(str(root), set(), None) == 0
+    assert runtime.supersede_rows(store, set()) == 0
 
 
-def test_publish_staged_moves_whole_files(tmp_path):
+def test_table_writer_flushes_whole_files_and_drops_duplicates(tmp_path):
     import pyarrow as pa
 
-    from jobs.fuse_cohort import publish_staged
     from mdafuse.qa import open_metrics
 
-    final = tmp_path / "metrics/cohort=c/run=r"
-    staging = final / "_staging/att1"
-    staging.mkdir(parents=True)
-    pq.write_table(pa.table({"pair_id": ["a"], "status": ["ok"], "SSIM": [0.5]}), staging / "x.parquet")
-    # while staged, readers see nothing: the hidden folder is skipped
-    assert storage.list_files(str(final), ".parquet") == []
-    moved = publish_staged(str(staging), str(final), None)
-    assert moved == [str(final / "x.parquet")]
-    assert not staging.exists()
-    assert open_metrics(str(tmp_path)).to_table().column("pair_id").to_pylist() == ["a"]
-    with pytest.raises(FileNotFoundError, match="no such file"):
-        storage.move(str(staging / "gone.parquet"), str(final / "gone.parquet"))
+    schema = pa.schema([("pair_id", pa.string()), ("status", pa.string()), ("SSIM", pa.float64())])
+    root = Store(str(tmp_path / "metrics/cohort=c/run=r"))
+    writer = runtime.TableWriter(root, schema, "att1", flush_rows=2, flush_s=3600)
+    assert writer.add([{"pair_id": "a", "status": "ok", "SSIM": 0.5}]) == 1
+    writer.maybe_flush()
+    assert root.list_files(suffix=".parquet") == []  # below flush_rows: nothing written yet
+    assert writer.add([{"pair_id": "a", "status": "ok", "SSIM": 0.7}]) == 0 and writer.duplicates == 1
+    writer.add([{"pair_id": "b", "status": "error", "SSIM": None}])
+    writer.maybe_flush()
+    writer.add([{"pair_id": "c", "status": "ok", "SSIM": 0.9}])
+    writer.flush()
+    writer.flush()  # nothing left: no empty file
+    assert [Path(u).name for u in root.list_files(suffix=".parquet")] == ["part-att1-00000.parquet", "part-att1-00001.parquet"]
+    t = open_metrics(str(tmp_path)).to_table()
+    assert sorted(t.column("pair_id").to_pylist()) == ["a", "b", "c"] and t.filter(pa.compute.equal(t.column("pair_id"), "a")).column("SSIM").to_pylist() == [0.5]
 
 
-class _FakeRay:
-    def __init__(self, resources: dict) -> None:
-        self.resources = resources
-
-    def cluster_resources(self) -> dict:
-        return self.resources
-
-
-def test_worker_count_from_cluster():
-    from jobs.fuse_cohort import _plan_workers
-
-    parse = build_parser().parse_args
-    # one CPU stays free for read/write tasks: (2 - 1) / 0.5 = 2 actors
-    assert _plan_workers(_FakeRay({"CPU": 2.0}), 10, parse([])) == 2
-    assert _plan_workers(_FakeRay({"CPU": 2.0}), 1, parse([])) == 1
-    assert _plan_workers(_FakeRay({"CPU": 64.0, "GPU": 4.0}), 100, parse(["--num-gpus-per-worker", "0.5"])) == 8
-    assert _plan_workers(_FakeRay({"CPU": 2.0}), 10, parse(["--smoke-test"])) == 1
-    with pytest.raises(ValueError, match="cluster has 0 GPUs"):
-        _plan_workers(_FakeRay({"CPU": 8.0}), 10, parse(["--num-gpus-per-worker", "1"]))
+def test_pool_plan():
+    plan = runtime.plan_pool
+    # CPU actors: one CPU stays free for the decode/write tasks: (2 - 1) / 0.5 = 2 actors, fixed
+    p = plan({"CPU": 2.0}, None, 10)
+    assert (p.min_workers, p.max_workers, p.source, p.fixed) == (2, 2, "resources", True)
+    assert plan({"CPU": 2.0}, None, 1).max_workers == 1  # never more actors than work units
+    assert plan({"CPU": 64.0, "GPU": 4.0}, None, 100, gpus_per_worker=0.5).max_workers == 8
+    assert plan({"CPU": 2.0}, None, 10, smoke_test=True).max_workers == 1
+    # --workers: a fixed pool of exactly N, even beyond what is up now (the autoscaler must provide it)
+    p = plan({"CPU": 8.0, "GPU": 1.0}, None, 100, workers=3, gpus_per_worker=1)
+    assert (p.min_workers, p.max_workers, p.source) == (3, 3, "--workers")
+    # the autoscaler may grow the GPU group to 8: the pool starts with the 2 GPUs up and may grow to 8
+    p = plan({"CPU": 8.0, "GPU": 2.0}, {"CPU": 72.0, "GPU": 8.0}, 100, gpus_per_worker=1)
+    assert (p.min_workers, p.max_workers, p.source, p.fixed) == (2, 8, "autoscaler", False)
+    # a GPU group scaled to zero: start one actor (the pending actor asks the autoscaler for a node)
+    p = plan({"CPU": 2.0}, {"CPU": 66.0, "GPU": 8.0}, 100, gpus_per_worker=1)
+    assert (p.min_workers, p.max_workers) == (1, 8)
+    # no GPUs now and no autoscaler: one actor, which waits (bounded by --wait-for-workers)
+    assert plan({"CPU": 8.0}, None, 10, gpus_per_worker=1).max_workers == 1
     with pytest.raises(ValueError, match="--workers must be >= 1"):
-        _plan_workers(_FakeRay({"CPU": 8.0}), 10, parse(["--workers", "0"]))
+        plan({"CPU": 8.0}, None, 10, workers=0)
 
 
 def test_dicom_cohort_with_corrupt_slice(ray_local, tmp_path):
@@ -336,17 +341,15 @@ def test_dicom_cohort_with_corrupt_slice(ray_local, tmp_path):
 
 
 def test_salt_warning(monkeypatch, caplog):
-    from jobs.fuse_cohort import salt_is_default
-
     monkeypatch.delenv("MDAFUSE_PSEUDONYM_SALT", raising=False)
-    with caplog.at_level("WARNING", logger="jobs.fuse_cohort"):
-        assert salt_is_default(demo=True) is True
+    with caplog.at_level("WARNING", logger="mdafuse.jobs.runtime"):
+        assert runtime.salt_is_default(demo=True) is True
     assert not caplog.records  # the synthetic demo needs no secret
-    with caplog.at_level("WARNING", logger="jobs.fuse_cohort"):
-        assert salt_is_default(demo=False) is True
+    with caplog.at_level("WARNING", logger="mdafuse.jobs.runtime"):
+        assert runtime.salt_is_default(demo=False) is True
     assert any("MDAFUSE_PSEUDONYM_SALT is not set" in r.getMessage() for r in caplog.records)
     caplog.clear()
     monkeypatch.setenv("MDAFUSE_PSEUDONYM_SALT", "s3cret")
-    with caplog.at_level("WARNING", logger="jobs.fuse_cohort"):
-        assert salt_is_default(demo=False) is False
+    with caplog.at_level("WARNING", logger="mdafuse.jobs.runtime"):
+        assert runtime.salt_is_default(demo=False) is False
     assert not caplog.records

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 import pyarrow.parquet as pq
 
-from jobs.track_lesions import baseline_modality, main, subject_table
+from mdafuse.jobs.track_lesions import baseline_modality, main, subject_table
 from mdafuse.cohort import build_pair_table
 
 
@@ -72,7 +72,7 @@ def test_track_job(ray_local, tmp_path):
 
 def test_subject_table_natural_session_order():
     """12 sessions tp1..tp12 given shuffled: text order would put tp10 before tp2."""
-    from jobs.track_lesions import natural_key
+    from mdafuse.jobs.track_lesions import natural_key
 
     sessions = [f"tp{i}" for i in range(1, 13)]
     shuffled = [sessions[i] for i in (9, 1, 11, 0, 4, 10, 2, 7, 3, 8, 5, 6)]
@@ -86,12 +86,13 @@ def test_subject_table_natural_session_order():
 
 
 def test_track_command_cohort_mode(tmp_path, monkeypatch):
-    """``mdafuse track COHORT --out URI`` starts ``python -m jobs.track_lesions`` as a child process."""
+    """``mdafuse track COHORT --out URI`` runs the tracking job in this process with the job's own options."""
     import subprocess
     import sys
 
     from mdafuse.cli import build_parser as cli_parser
     from mdafuse.commands import track as track_cmd
+    from mdafuse.jobs import track_lesions
 
     (tmp_path / "subj/t0").mkdir(parents=True)
     (tmp_path / "subj/t0/mr.png").write_bytes(b"")
@@ -104,22 +105,22 @@ def test_track_command_cohort_mode(tmp_path, monkeypatch):
     assert track_cmd.is_cohort(str(tmp_path / "subj"), force=True)
 
     calls = []
-    monkeypatch.setattr(track_cmd.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(track_lesions, "run_from_args", lambda args: calls.append(args) or 0)
     args = cli_parser().parse_args(["track", "m.csv", "--out", "s3://b/o", "--run-id", "r1", "--workers", "2", "--no-fuse"])
     assert args.func(args) == 0
-    assert calls == [[sys.executable, "-m", "jobs.track_lesions", "m.csv", "--out", "s3://b/o", "--run-id", "r1", "--workers", "2", "--no-fuse"]]
+    assert len(calls) == 1
+    expected = vars(track_lesions.build_parser().parse_args(["m.csv", "--out", "s3://b/o", "--run-id", "r1", "--workers", "2", "--no-fuse"]))
+    assert {k: getattr(calls[0], k) for k in expected} == expected
     calls.clear()
     args = cli_parser().parse_args(["track", "m.csv", "--out", "o", "--modality", "spect"])
     assert args.func(args) == 0
-    assert calls == [[sys.executable, "-m", "jobs.track_lesions", "m.csv", "--out", "o", "--modality", "SPECT"]]
-    from jobs.track_lesions import build_parser as job_parser
-
-    assert job_parser().parse_args(["m.csv", "--modality", "spect"]).modality == "SPECT"
-    assert job_parser().parse_args(["m.csv"]).modality is None
+    assert calls[0].modality == "SPECT" and calls[0].cohort == "m.csv"
+    assert track_lesions.build_parser().parse_args(["m.csv", "--modality", "spect"]).modality == "SPECT"
+    assert track_lesions.build_parser().parse_args(["m.csv"]).modality is None
     args = cli_parser().parse_args(["track", str(tmp_path / "subj"), "--out", str(tmp_path / "o"), "--run-id", "r1"])
     with pytest.raises(ValueError, match="apply to a COHORT only"):
         args.func(args)
-    # the library never imports jobs/
+    # the library never imports the top-level entry scripts of jobs/
     code = "import sys, mdafuse.cli, mdafuse.commands.track, mdafuse.commands.run; sys.exit(any(m == 'jobs' or m.startswith('jobs.') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path)).returncode == 0
 

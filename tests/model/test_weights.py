@@ -90,7 +90,8 @@ def test_shipped_ensembles_rebuild_from_shipped_members(tmp_path):
 
     shipped = default_weights_path().parent
     ensembles = [p for p in sorted(shipped.glob("*.safetensors")) if isinstance(load_model(p)[0], MdAFuseEnsemble)]
-    assert default_weights_path("SPECT") in ensembles  # the SPECT default is one (loss study, sixth study)
+    assert [p.stem for p in ensembles] == ["mdafuse_spect_v3"]  # kept by name; the defaults are single networks
+    assert default_weights_path("SPECT") not in ensembles
     for path in ensembles:
         card = json.loads(path.with_suffix(".json").read_text())
         members = [load_model(shipped / row["weights"], expected_sha256=row["sha256"])[0] for row in card["members"]]
@@ -105,6 +106,23 @@ def test_shipped_ensembles_rebuild_from_shipped_members(tmp_path):
 )
 def test_functional_modality_names(modality, expected):
     assert functional_modality(modality) == expected
+
+
+def test_shipped_weights_by_name(tmp_path):
+    from mdafuse.model.weights import resolve_weights, shipped_weights
+
+    assert "mdafuse_spect_v3" in shipped_weights() and "mdafuse_v3" in shipped_weights()
+    assert resolve_weights("mdafuse_spect_v3") == default_weights_path().parent / "mdafuse_spect_v3.safetensors"
+    assert resolve_weights("mdafuse_spect_v3.safetensors").name == "mdafuse_spect_v3.safetensors"
+    model, info = load_model("mdafuse_spect_v3")
+    assert info.version == "mdafuse_spect_v3"
+    local = tmp_path / "mdafuse_v3.safetensors"
+    local.write_bytes(default_weights_path().read_bytes())
+    assert resolve_weights(local) == local  # an existing file wins over a shipped name
+    with pytest.raises(FileNotFoundError, match="not a shipped name .*mdafuse_v3"):
+        resolve_weights("nope")
+    with pytest.raises(FileNotFoundError, match="not a shipped name"):
+        resolve_weights(tmp_path / "sub" / "mdafuse_v3")  # a path is never taken for a name
 
 
 def test_modality_picks_shipped_weights():
