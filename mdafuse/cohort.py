@@ -206,11 +206,14 @@ def image_pair_paths(folder: str | os.PathLike) -> list[tuple[Path, Path | None]
 def discover_image_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | None = None) -> pa.Table:
     """Pairs of a 2-D folder: ``MR/<name>`` with ``PET|SPECT|PT|CT|NM/<name>`` (same file name).
 
-    The subject is the file stem and the session is empty. An MR image without a partner is
-    kept with an empty ``pet`` (reported as an error by the job).
+    The subject is the file stem and the session is empty. An MR image without a partner is kept
+    with an empty ``pet``, a functional image without an MR partner with an empty ``mr``: the job
+    reports both as error rows instead of dropping them.
     """
     rows = []
+    mr_stems = set()
     for mr, fn in image_pair_paths(folder):
+        mr_stems.add(mr.stem)
         rows.append(
             {
                 "pair_id": pair_id(cohort, mr.stem, "", salt),
@@ -225,6 +228,23 @@ def discover_image_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
                 "modality": (functional_modality(fn.parent.name) or "") if fn is not None else "",
             }
         )
+    fdir = next(Path(folder) / f for f in _FUNCTIONAL_FOLDERS if (Path(folder) / f).is_dir())
+    for fn in sorted(fdir.iterdir()):
+        if fn.is_file() and not fn.name.startswith(".") and fn.suffix.lower() in IMAGE_SUFFIXES and fn.stem not in mr_stems:
+            rows.append(
+                {
+                    "pair_id": pair_id(cohort, fn.stem, "", salt),
+                    "subject_id": pseudonym(fn.stem, salt),
+                    "session": "",
+                    "kind": IMAGE_KIND,
+                    "mr": "",
+                    "pet": str(fn.resolve()),
+                    "mr_series_uid": "",
+                    "pet_series_uid": "",
+                    "label": "",
+                    "modality": functional_modality(fdir.name) or "",
+                }
+            )
     if not rows:
         raise ValueError(f"{folder}: no images in MR/")
     return _table(rows)

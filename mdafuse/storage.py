@@ -13,11 +13,15 @@ which is then renamed over the destination; an S3 object appears only when its u
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import posixpath
 import shutil
+import time
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,9 +46,16 @@ __all__ = [
     "fetch_to_local",
     "s3_client",
     "ensure_bucket",
+    "PreconditionFailed",
+    "put_if_absent",
+    "put_if_match",
+    "read_with_token",
+    "is_transient",
+    "with_retries",
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -348,24 +359,175 @@ class Store:
     def is_s3(self) -> bool:
         return is_s3(self.root)
 
+    # Every call is retried on transient errors (timeouts, dropped connections, 5xx, throttling).
     def write_bytes(self, path: str, data: bytes) -> str:
-        return write_bytes(self.uri(path), data, self.endpoint)
+        return with_retries(lambda: write_bytes(self.uri(path), data, self.endpoint), what="write")
 
     def read_bytes(self, path: str) -> bytes:
-        return read_bytes(self.uri(path), self.endpoint)
+        return with_retries(lambda: read_bytes(self.uri(path), self.endpoint), what="read")
 
     def exists(self, path: str = "") -> bool:
-        return exists(self.uri(path), self.endpoint)
+        return with_retries(lambda: exists(self.uri(path), self.endpoint), what="stat")
 
     def list_files(self, path: str = "", suffix: str | None = None) -> list[str]:
         """Visible files below ``path`` as full locations (see :func:`list_files`)."""
-        return list_files(self.uri(path), suffix, self.endpoint)
+        return with_retries(lambda: list_files(self.uri(path), suffix, self.endpoint), what="list")
 
     def delete(self, path: str) -> None:
-        delete(self.uri(path), self.endpoint)
+        with_retries(lambda: delete(self.uri(path), self.endpoint), what="delete")
 
     def delete_tree(self, path: str = "") -> None:
-        delete_tree(self.uri(path), self.endpoint)
+        with_retries(lambda: delete_tree(self.uri(path), self.endpoint), what="delete")
 
     def move(self, src: str, dst: str) -> str:
-        return move(self.uri(src), self.uri(dst), self.endpoint)
+        return with_retries(lambda: move(self.uri(src), self.uri(dst), self.endpoint), what="move")
+
+    def put_if_absent(self, path: str, data: bytes) -> str:
+        return with_retries(lambda: put_if_absent(self.uri(path), data, self.endpoint), what="conditional write")
+
+    def put_if_match(self, path: str, data: bytes, token: str) -> str:
+        return with_retries(lambda: put_if_match(self.uri(path), data, token, self.endpoint), what="conditional write")
+
+    def read_with_token(self, path: str) -> tuple[bytes, str]:
+        return with_retries(lambda: read_with_token(self.uri(path), self.endpoint), what="read")
+
+
+# ----------------------------------------------------------------------------- conditional writes
+
+
+class PreconditionFailed(Exception):
+    """A conditional write found the object changed (or present) since it was read."""
+
+
+def _s3_bucket_key(uri: str) -> tuple[str, str]:
+    bucket, _, key = str(uri)[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def _is_precondition_error(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return code in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+def _local_token(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def put_if_absent(uri: str, data: bytes, endpoint: str | None = None) -> str:
+    """Create ``uri`` holding ``data`` only if nothing is there; returns a token for :func:`put_if_match`.
+
+    Locally the bytes are written to a temporary file that is hard-linked to the name (the link
+    fails when the name exists, so a reader never sees a partial file); on S3 a PUT with
+    ``If-None-Match: *``.
+
+    Raises:
+        FileExistsError: something is already at ``uri``.
+    """
+    if is_s3(uri):
+        bucket, key = _s3_bucket_key(uri)
+        try:
+            return s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")["ETag"]
+        except Exception as exc:  # noqa: BLE001 - botocore's ClientError
+            if _is_precondition_error(exc):
+                raise FileExistsError(f"{uri} exists") from None
+            raise
+    path = Path(_strip_file_scheme(str(uri)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        tmp.write_bytes(data)
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _local_token(data)
+
+
+def read_with_token(uri: str, endpoint: str | None = None) -> tuple[bytes, str]:
+    """The bytes at ``uri`` and the token a conditional replace needs (S3 ETag, else a content hash)."""
+    if is_s3(uri):
+        bucket, key = _s3_bucket_key(uri)
+        try:
+            obj = s3_client(endpoint).get_object(Bucket=bucket, Key=key)
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"{uri}: no such file or object") from None
+            raise
+        return obj["Body"].read(), obj["ETag"]
+    data = read_bytes(uri)
+    return data, _local_token(data)
+
+
+def put_if_match(uri: str, data: bytes, token: str, endpoint: str | None = None) -> str:
+    """Replace ``uri`` with ``data`` only if it still holds what ``token`` was read from; returns the new token.
+
+    S3: a PUT with ``If-Match: <ETag>``. Locally: the current file is first renamed to a name of
+    this call's own (one caller wins that rename), compared with the token, then replaced or put back.
+
+    Raises:
+        PreconditionFailed: the object changed or disappeared since ``token`` was read.
+    """
+    if is_s3(uri):
+        bucket, key = _s3_bucket_key(uri)
+        try:
+            return s3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=data, IfMatch=token)["ETag"]
+        except Exception as exc:  # noqa: BLE001
+            if _is_precondition_error(exc) or getattr(exc, "response", {}).get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise PreconditionFailed(f"{uri} changed since it was read") from None
+            raise
+    path = Path(_strip_file_scheme(str(uri)))
+    claimed = path.parent / f".{path.name}.claim-{uuid.uuid4().hex}"
+    try:
+        os.rename(path, claimed)
+    except FileNotFoundError:
+        raise PreconditionFailed(f"{uri} changed since it was read") from None
+    if _local_token(claimed.read_bytes()) != token:
+        os.rename(claimed, path)
+        raise PreconditionFailed(f"{uri} changed since it was read")
+    try:
+        return put_if_absent(str(path), data)
+    except FileExistsError:
+        raise PreconditionFailed(f"{uri} was created by another writer meanwhile") from None
+    finally:
+        claimed.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- transient errors
+
+_TRANSIENT_CODES = {"500", "502", "503", "504", "RequestTimeout", "RequestTimeTooSkewed", "SlowDown", "Throttling", "ThrottlingException", "InternalError", "ServiceUnavailable"}
+_TRANSIENT_TEXT = ("timed out", "timeout", "connection reset", "connection refused", "connection aborted", "broken pipe", "temporarily unavailable",
+                   "slow down", "slowdown", "service unavailable", "internal error", "throttl", "curl error", "couldn't connect", "could not connect",
+                   "connection was closed", "503", "502", "500 ", "504", "network", "endpoint", "unable to connect")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for storage errors worth retrying: timeouts, dropped connections, 5xx, throttling."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, PreconditionFailed, FileExistsError)):
+        return False
+    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+    if code:
+        return code in _TRANSIENT_CODES
+    name = type(exc).__name__
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError", "ConnectionError", "TimeoutError"):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, (OSError, ConnectionError)) and any(t in text for t in _TRANSIENT_TEXT)
+
+
+def with_retries(call: Callable[[], T], *, attempts: int | None = None, base_s: float = 0.5, what: str = "storage call") -> T:
+    """Run ``call``; on a transient error (:func:`is_transient`) wait ``base_s * 2**k`` (capped at 8 s) and retry.
+
+    Gives up after ``attempts`` tries (default ``$MDAFUSE_STORAGE_RETRIES`` or 6: about 15 s of
+    waiting, enough for a restarting server) and raises the last error.
+    """
+    if attempts is None:
+        attempts = max(1, int(os.environ.get("MDAFUSE_STORAGE_RETRIES", "6") or 6))
+    for k in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if k == attempts - 1 or not is_transient(exc):
+                raise
+            delay = min(8.0, base_s * 2**k)
+            log.warning("%s failed (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

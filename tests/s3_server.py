@@ -64,6 +64,8 @@ class S3Server:
     process: subprocess.Popen
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    workdir: Path | None = None
 
     def client(self):
         import boto3
@@ -77,6 +79,14 @@ class S3Server:
             region_name="us-east-1",
             config=Config(s3={"addressing_style": "path"}),
         )
+
+    def restart(self, down_s: float = 1.0, timeout: float = 30.0) -> None:
+        """Stop the server, wait ``down_s``, start it again on the same ports and data (a server restart)."""
+        self.stop()
+        time.sleep(down_s)
+        logf = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the server's lifetime
+        self.process = subprocess.Popen(self.command, stdout=logf, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
+        _wait_ready(self, timeout)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -134,7 +144,7 @@ def start_s3_server(workdir: Path, bucket: str = BUCKET, timeout: float = 30.0) 
     log_path = workdir / "weed.log"
     logf = open(log_path, "wb")  # noqa: SIM115 - kept open for the server's lifetime
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
-    server = S3Server(f"http://127.0.0.1:{s3}", bucket, ACCESS_KEY, SECRET_KEY, proc, log_path)
+    server = S3Server(f"http://127.0.0.1:{s3}", bucket, ACCESS_KEY, SECRET_KEY, proc, log_path, command=cmd, workdir=workdir)
     server.env = {
         "AWS_ENDPOINT_URL_S3": server.endpoint,
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -142,21 +152,29 @@ def start_s3_server(workdir: Path, bucket: str = BUCKET, timeout: float = 30.0) 
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
+    try:
+        _wait_ready(server, timeout)
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: S3Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     client = server.client()
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"weed mini exited with {proc.returncode}; log: {log_path.read_text()[-2000:]}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"weed mini exited with {server.process.returncode}; log: {server.log_path.read_text()[-2000:]}")
         try:
-            client.head_bucket(Bucket=bucket)
-            client.put_object(Bucket=bucket, Key="_ready", Body=b"1")
-            return server
+            client.head_bucket(Bucket=server.bucket)
+            client.put_object(Bucket=server.bucket, Key="_ready", Body=b"1")
+            return
         except Exception as exc:  # noqa: BLE001 - waiting for the server to come up
             last = exc
             time.sleep(0.3)
-    server.stop()
-    raise RuntimeError(f"weed mini not ready after {timeout}s ({last}); log: {log_path}")
+    raise RuntimeError(f"weed mini not ready after {timeout}s ({last}); log: {server.log_path}")
 
 
 def s3_env(server: S3Server) -> dict[str, str]:

@@ -98,3 +98,31 @@ def test_fuse_volume_pair_with_scores(tmp_path, capsys):
     fused = read_nifti(out / "fused.nii.gz")
     assert fused.data.shape == (16, 128, 128, 3) and read_nifti(out / "enhanced.nii.gz").data.shape == (16, 128, 128, 3)
     assert len(list(out.glob("fused_*.png"))) == scores["n_scored"] == len(list(out.glob("enhanced_*.png")))
+
+
+def test_fuse_volume_writes_a_deidentified_dicom_series(tmp_path, capsys):
+    """--dicom: the series opens in pydicom, references its MR sources, and carries no source name, ID or birth date."""
+    import pydicom
+
+    from mdafuse.io.demo_cohort import write_demo_cohort
+
+    write_demo_cohort(tmp_path / "c", 1, 1, 0)
+    mr_dir, pt_dir = (next(p for p in (tmp_path / "c").rglob(name) if p.is_dir()) for name in ("MR", "PT"))
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(mr_dir.iterdir())]
+    name, pid, birth = str(sources[0].PatientName), str(sources[0].PatientID), str(sources[0].get("PatientBirthDate", ""))
+    assert name and pid and birth
+    assert main(["fuse", str(mr_dir), str(pt_dir), "-o", str(tmp_path / "out"), "--dicom"]) == 0
+    files = sorted((tmp_path / "out/dicom").glob("*.dcm"))
+    assert len(files) == len(sources)
+    source_uids = {str(s.SOPInstanceUID) for s in sources}
+    for f in files:
+        ds = pydicom.dcmread(f)
+        assert ds.pixel_array.shape == (128, 128, 3) and ds.Modality == "OT" and ds.PatientIdentityRemoved == "YES"
+        assert str(ds.PatientName) != name and str(ds.PatientID) != pid and not ds.get("PatientBirthDate")
+        assert str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID) in source_uids
+        assert str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID) == str(sources[0].SeriesInstanceUID)
+        raw = f.read_bytes()
+        assert name.encode() not in raw and pid.encode() not in raw and birth.encode() not in raw
+    kept = tmp_path / "kept"
+    assert main(["fuse", str(mr_dir), str(pt_dir), "-o", str(kept), "--dicom", "--keep-identity"]) == 0
+    assert str(pydicom.dcmread(sorted((kept / "dicom").glob("*.dcm"))[0]).PatientID) == pid

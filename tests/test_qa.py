@@ -105,7 +105,7 @@ def test_bad_queries(out, tmp_path):
 
 
 def test_qa_command(out, capsys):
-    assert main(["qa", out, "--run", "r1", "--metric", "SSIM", "--worst", "1", "--format", "json"]) == 0
+    assert main(["qa", out, "--run", "r1", "--metric", "SSIM", "--worst", "1", "--format", "json"]) == 3  # r1 has a failed pair
     data = json.loads(capsys.readouterr().out)
     assert data["worst"][0]["pair_id"] == "p2" and math.isclose(data["worst"][0]["value"], 0.9)
     assert main(["qa", out, "--metric", "nope"]) == 2

@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--enhance", action="store_true", help="also write the energy-enhanced image (<name>_enhanced.png, enhanced.nii.gz)")
     p.add_argument("--slice-images", choices=("brain", "all", "none"), default="none", help="volumes: also write PNG slices (default none)")
     p.add_argument("--score", action="store_true", help="print the 13 fusion metrics (volumes: mean over the brain slices)")
+    p.add_argument("--dicom", action="store_true", help="volumes: also write the fused volume as a derived DICOM series in OUT/dicom/ (de-identified; the MR must be a DICOM series)")
+    p.add_argument("--keep-identity", action="store_true", help="with --dicom: keep the source patient module (name, ID, birth date)")
     p.set_defaults(func=run)
 
 
@@ -67,7 +69,9 @@ def _fuse_volume(args: argparse.Namespace, fuser) -> int:
     from mdafuse.io.encode import nifti_rgb_bytes, png_bytes
     from mdafuse.io.pair import VOLUME_KIND, load_pair
 
-    prepared = load_pair(args.mr, args.functional, VOLUME_KIND, slice_images=args.slice_images)
+    prepared = load_pair(args.mr, args.functional, VOLUME_KIND, slice_images=args.slice_images, keep_dicom_source=args.dicom)
+    if args.dicom and prepared.dicom_source is None:
+        raise ValueError(f"--dicom needs the MR as a DICOM series; {args.mr} is not one")
     fused = fuser.fuse_slices(prepared.mr, prepared.functional, batch_size=args.batch_size)
     outputs = {"fused": fused}
     if args.enhance:
@@ -77,6 +81,11 @@ def _fuse_volume(args: argparse.Namespace, fuser) -> int:
         (args.out / f"{name}.nii.gz").write_bytes(nifti_rgb_bytes(stack, prepared.affine))
         for z in prepared.image_slices:
             (args.out / f"{name}_{int(z):03d}.png").write_bytes(png_bytes(stack[z]))
+    if args.dicom:
+        from mdafuse.io.derived import write_derived_dicom
+
+        files = write_derived_dicom(fused, prepared.dicom_source, args.out / "dicom", deidentify=not args.keep_identity)
+        print(f"derived DICOM series ({len(files)} files, {'source identity kept' if args.keep_identity else 'de-identified'}) written to {args.out / 'dicom'}")
     for note in prepared.warnings:
         print(f"note: {note}")
     print(f"fused volume ({prepared.n_slices} slices) written to {args.out / 'fused.nii.gz'}")

@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(a local folder or s3://bucket/prefix) and report: pairs per status, each metric's distribution per "
             "cohort (ok pairs), the K worst pairs by one metric, and every failed pair with its reason."
         ),
-        epilog="example: mdafuse qa ./mdafuse-demo --run demo --metric SSIM --worst 5 --format table",
+        epilog="example: mdafuse qa ./mdafuse-demo --run demo --metric SSIM --worst 5 --format table\n"
+        "exit status: 0 no error rows in what is shown; 3 some pairs failed (listed); 2 bad usage or no results found",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("uri", metavar="URI", help="the job's --out location (or its metrics/ folder)")
     p.add_argument("--run", metavar="R", help="only this run id (default: all runs)")
@@ -33,4 +35,4 @@ def _run(args: argparse.Namespace) -> int:
 
     report = qa_report(args.uri, run=args.run, cohort=args.cohort, metric=args.metric, worst=args.worst, endpoint=args.s3_endpoint)
     print(format_report(report, args.format))
-    return 0
+    return 3 if report.failed else 0

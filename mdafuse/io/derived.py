@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from mdafuse.io.nifti import write_nifti
 from mdafuse.io.volume import Volume, pseudonym
 
 __all__ = [
+    "DicomSource",
     "write_png_slices",
     "write_derived_nifti",
     "write_derived_dicom",
@@ -164,7 +166,7 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
-def _series_reference(vol: Volume) -> Dataset:
+def _series_reference(vol: Volume | DicomSource) -> Dataset:
     item = Dataset()
     item.SeriesInstanceUID = vol.series_uid
     refs = []
@@ -177,9 +179,59 @@ def _series_reference(vol: Volume) -> Dataset:
     return item
 
 
+@dataclass(frozen=True)
+class DicomSource:
+    """What a derived series needs of its source MR series, without its pixels or files (picklable).
+
+    Attributes:
+        shape: ``(Z, Y, X)`` of the source grid.
+        affine: its voxel-to-LPS affine.
+        series_uid, sop_class_uid, frame_of_reference_uid: the source series' UIDs.
+        source_sop_uids: SOPInstanceUID of each source slice, in slice order.
+        header: the first source file's header (no pixels), serialised as DICOM bytes; it holds
+            the patient module, so it stays in memory and never reaches an output as it is.
+    """
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    series_uid: str
+    sop_class_uid: str
+    frame_of_reference_uid: str
+    source_sop_uids: tuple[str, ...]
+    header: bytes
+
+    @classmethod
+    def from_volume(cls, volume: Volume) -> "DicomSource":
+        """The reference of a volume read by :func:`mdafuse.io.dicom.read_dicom_series`.
+
+        Raises:
+            ValueError: the volume does not come from a single-frame DICOM series.
+        """
+        if not volume.series_uid or len(volume.source_files) != volume.shape[0] or len(volume.source_sop_uids) != volume.shape[0]:
+            raise ValueError("source must be a single-frame DICOM series read with read_dicom_series (series UID, files and SOP UIDs per slice)")
+        import io
+
+        header = pydicom.dcmread(volume.source_files[0], stop_before_pixels=True)
+        buf = io.BytesIO()
+        header.save_as(buf, enforce_file_format=False)
+        return cls(tuple(volume.shape), np.asarray(volume.affine, dtype=np.float64), str(volume.series_uid), str(volume.sop_class_uid or ""),
+                   str(volume.frame_of_reference_uid or ""), tuple(volume.source_sop_uids), buf.getvalue())
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """``(dz, dy, dx)`` in mm, from the affine's columns."""
+        norms = np.linalg.norm(self.affine[:3, :3], axis=0)
+        return float(norms[2]), float(norms[1]), float(norms[0])
+
+    def read_header(self) -> Dataset:
+        import io
+
+        return pydicom.dcmread(io.BytesIO(self.header), force=True)
+
+
 def write_derived_dicom(
     images: np.ndarray,
-    source: Volume,
+    source: Volume | DicomSource,
     out_dir: str | Path,
     *,
     slice_indices: Sequence[int] | None = None,
@@ -197,7 +249,8 @@ def write_derived_dicom(
         images: ``(N, Y, X)`` grey or ``(N, Y, X, 3)`` RGB float in [0, 1] on the source grid
             (``N`` slices, the source slices ``slice_indices``).
         source: the source MR volume as returned by :func:`mdafuse.io.dicom.read_dicom_series`
-            (it must carry ``source_files``, ``source_sop_uids``, ``series_uid``).
+            (it must carry ``source_files``, ``source_sop_uids``, ``series_uid``), or its
+            :class:`DicomSource` (what a worker that no longer has the files keeps of it).
         out_dir: destination folder (created); files are ``{prefix}_{k:04d}.dcm``.
         slice_indices: source slice of each image (default ``0..Z-1``, then ``N`` must equal Z).
         series_description: SeriesDescription of the derived series.
@@ -229,13 +282,13 @@ def write_derived_dicom(
         raise ValueError(f"images are {arr.shape[1]}x{arr.shape[2]} but the source grid is {source.shape[1]}x{source.shape[2]}")
     if any(not 0 <= i < source.shape[0] for i in idx):
         raise ValueError(f"slice_indices must lie in 0..{source.shape[0] - 1}")
-    if not source.series_uid or len(source.source_files) != source.shape[0] or len(source.source_sop_uids) != source.shape[0]:
-        raise ValueError("source must be a single-frame DICOM series read with read_dicom_series (series UID, files and SOP UIDs per slice)")
+    if not isinstance(source, DicomSource):
+        source = DicomSource.from_volume(source)
     for extra in extra_sources:
         if not extra.series_uid:
             raise ValueError("every extra source must carry its series_uid")
 
-    header = pydicom.dcmread(source.source_files[0], stop_before_pixels=True)
+    header = source.read_header()
     key = pseudonym(str(header.get("PatientID", "")), salt)
     rgb = arr.ndim == 4
     study_uid = generate_uid() if new_study else str(header.StudyInstanceUID)

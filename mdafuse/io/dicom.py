@@ -325,7 +325,22 @@ def read_dicom_series(
         FileNotFoundError: the folder or a file does not exist.
     """
     files = _as_files(folder_or_files)
-    headers = [(f, _dcmread(f, headers_only=True)) for f in files]
+    headers, unreadable = [], []
+    for i, f in enumerate(files):
+        try:
+            ds = _dcmread(f, headers_only=True)
+        except DicomSeriesError as exc:
+            unreadable.append((i, f, str(exc).split(": ", 1)[-1]))
+            continue
+        if not ds.get("SeriesInstanceUID") and len(files) > 1:
+            # pydicom reads a file cut inside its header without complaint: it just ends early
+            unreadable.append((i, f, "truncated header (no SeriesInstanceUID)"))
+            continue
+        headers.append((f, ds))
+    if unreadable:
+        listed = "; ".join(f"file {i + 1} of {len(files)}, {f}: {why}" for i, f, why in unreadable[:5])
+        more = f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        raise DicomSeriesError(f"{len(unreadable)} of {len(files)} files (in name order) are truncated or not readable DICOM: {listed}{more}")
     by_series: dict[str, list[tuple[Path, Dataset]]] = {}
     for f, ds in headers:
         by_series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((f, ds))
@@ -383,12 +398,14 @@ def read_dicom_series(
     warnings: list[str] = []
     slices = []
     factors = []
-    for f, _ in sorted_items:
+    for k, (f, _) in enumerate(sorted_items):
         ds = _dcmread(f, headers_only=False)
         try:
             pix = ds.pixel_array
         except Exception as exc:
-            raise DicomSeriesError(f"{f}: cannot decode pixel data ({type(exc).__name__}: {exc})") from exc
+            raise DicomSeriesError(
+                f"{f}: slice {k + 1} of {len(sorted_items)} (along the slice normal) is truncated or corrupt: cannot decode its pixel data ({type(exc).__name__}: {exc})"
+            ) from exc
         if pix.shape != (rows, cols):
             raise DicomSeriesError(f"{f}: pixel data shape {pix.shape} is not Rows x Columns ({rows}, {cols})")
         slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
@@ -411,8 +428,7 @@ def read_dicom_series(
             warnings.append("SUV computable for only some slices: raw values returned for all")
 
     affine = _affine(row_dir, col_dir, ps0, spacing, positions[order][0])
-    for w in warnings:
-        logger.warning("%s: %s", label, w)
+    # the warnings travel with the volume (Volume.warnings), never to the log: they name the series UID
     return _volume(
         first, data, affine, modality, units, series_uid, salt, warnings,
         source_files=[f for f, _ in sorted_items],

@@ -32,6 +32,8 @@ class PreparedPair:
         image_slices: indices of the slices saved as PNG.
         affine: 4x4 voxel-to-LPS affine of the MR grid (volumes), None for 2-D pairs.
         warnings: degradations met while reading (e.g. PET not in SUV), short texts.
+        dicom_source: the MR series' :class:`~mdafuse.io.derived.DicomSource` when it was read from
+            DICOM (for a derived DICOM series of the result), else None.
     """
 
     mr: np.ndarray
@@ -40,6 +42,7 @@ class PreparedPair:
     image_slices: np.ndarray
     affine: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    dicom_source: object | None = None
 
     @property
     def n_slices(self) -> int:
@@ -99,6 +102,7 @@ def load_pair(
     functional_series_uid: str | None = None,
     slice_images: str = "brain",
     score_every: int = 1,
+    keep_dicom_source: bool = False,
 ) -> PreparedPair:
     """Read, resample and window one pair of local files.
 
@@ -110,6 +114,8 @@ def load_pair(
         slice_images: which volume slices to save as PNG: "brain" (slices with brain, see
             :func:`mdafuse.io.resample.select_slices`), "all" or "none".
         score_every: score every K-th brain slice (1: all of them).
+        keep_dicom_source: keep the MR series' DICOM reference (``PreparedPair.dicom_source``) when
+            the MR is a DICOM series, for writing a derived DICOM series of the result.
 
     Returns:
         The :class:`PreparedPair`. A volume's MR is windowed to its 1st..99.5th percentile
@@ -145,7 +151,13 @@ def load_pair(
     if brain.size == 0:
         raise ValueError("MR volume has no slice with brain (all slices empty)")
     images = {"brain": brain, "all": np.arange(mr_vol.shape[0], dtype=np.int64), "none": brain[:0]}[slice_images]
+    source = None
+    if keep_dicom_source and mr_vol.source_files:
+        from mdafuse.io.derived import DicomSource
+
+        source = DicomSource.from_volume(mr_vol)
     return PreparedPair(
+        dicom_source=source,
         mr=normalise_mr(mr_vol.data),
         functional=pet_colormap(windowed),
         score_slices=_every(brain, score_every),

@@ -70,6 +70,9 @@ def resample_to(
     m = np.linalg.inv(moving.affine) @ reference.affine
     rot, off = m[:3, :3], m[:3, 3]
     nz, ny, nx = reference.shape
+    if order == 1 and np.allclose(rot - np.diag(np.diag(rot)), 0.0, atol=1e-9 * max(1.0, float(np.abs(rot).max()))):
+        data = _resample_axis_aligned(moving.data, np.diag(rot), off, (nz, ny, nx), cval)
+        return replace(moving, data=data, affine=reference.affine.copy(), frame_of_reference_uid=fr or fm, warnings=warnings, source_files=[], source_sop_uids=[], suv_factor=None)
     yy, xx = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
     channels = [moving.data] if moving.data.ndim == 3 else [moving.data[..., c] for c in range(moving.data.shape[3])]
     out = np.empty((len(channels), nz, ny, nx), dtype=np.float32)
@@ -90,6 +93,48 @@ def resample_to(
         source_sop_uids=[],
         suv_factor=None,
     )
+
+
+def _axis_weights(scale: float, offset: float, n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation along one axis: lower index, upper weight and validity of each output sample.
+
+    As :func:`scipy.ndimage.map_coordinates` with ``mode="constant"``: a coordinate outside
+    ``[0, n_in - 1]`` is invalid (the output there is ``cval``); inside, no extrapolation.
+    """
+    c = scale * np.arange(n_out, dtype=np.float64) + offset
+    eps = 1e-9 * max(1.0, n_in)
+    valid = (c >= -eps) & (c <= n_in - 1 + eps)
+    c = np.clip(c, 0.0, n_in - 1)
+    lower = np.minimum(np.floor(c).astype(np.int64), max(0, n_in - 2))
+    weight = c - lower
+    if n_in == 1:
+        lower, weight = np.zeros_like(lower), np.zeros_like(weight)
+    return lower, weight, valid
+
+
+def _resample_axis_aligned(data: np.ndarray, scale: np.ndarray, offset: np.ndarray, shape: tuple[int, int, int], cval: float) -> np.ndarray:
+    """Trilinear resampling when the grids differ only by scale and shift: three 1-D passes.
+
+    Equal to ``map_coordinates(order=1, mode="constant")`` (trilinear interpolation is separable)
+    up to float rounding, at a fraction of its time on whole volumes.
+    """
+    nz, ny, nx = shape
+    out = data.astype(np.float64, copy=False)
+    # moving axes (z, y, x) are array axes 0, 1, 2; scale/offset are in (x, y, z) order
+    masks = []
+    for axis, (s, o, n_out) in enumerate(zip(scale[::-1], offset[::-1], (nz, ny, nx))):
+        n_in = out.shape[axis]
+        lower, weight, valid = _axis_weights(float(s), float(o), n_out, n_in)
+        upper = np.minimum(lower + 1, n_in - 1)
+        shape_w = [1] * out.ndim
+        shape_w[axis] = n_out
+        w = weight.reshape(shape_w)
+        out = np.take(out, lower, axis=axis) * (1.0 - w) + np.take(out, upper, axis=axis) * w
+        masks.append(valid)
+    inside = masks[0][:, None, None] & masks[1][None, :, None] & masks[2][None, None, :]
+    if out.ndim == 4:
+        inside = inside[..., None]
+    return np.where(inside, out, cval).astype(np.float32)
 
 
 def select_slices(

@@ -46,7 +46,8 @@ def default_salt() -> str:
     The default makes keys reproducible but guessable from a known PatientID; a deployment handling
     real patients should set a secret salt.
     """
-    return os.environ.get(_SALT_ENV, "mdafuse-default-salt")
+    # set but empty (a secret that failed to mount) counts as unset, as the jobs report it
+    return os.environ.get(_SALT_ENV) or "mdafuse-default-salt"
 
 
 def pseudonym(patient_id: str, salt: str | None = None, length: int = 16) -> str:

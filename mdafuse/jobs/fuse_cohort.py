@@ -72,6 +72,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_argument_group("cluster and storage")
     where.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint, e.g. http://127.0.0.1:8333 (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
     where.add_argument("--shared-fs", action="store_true", help="a local --out is one shared filesystem on every node (else a multi-node cluster needs s3://)")
+    model.add_argument("--dicom", action="store_true", help="also write each fused volume as a derived DICOM series (<pair>/dicom/), de-identified, when its MR is a DICOM series")
+    model.add_argument("--keep-identity", action="store_true", help="with --dicom: keep the source patient module (name, ID, birth date) in the derived series")
+    where.add_argument("--create-bucket", action="store_true", help="create the --out bucket when it does not exist (default: a missing bucket is an error)")
+    where.add_argument("--wait-for-lease", type=float, default=0.0, metavar="S", help="when another attempt is running this run id, wait up to S seconds for it to end (default 0: stop at once)")
+    where.add_argument("--lease-timeout", type=float, default=120.0, metavar="S", help="take over a run whose attempt has sent no heartbeat for S seconds (default 120)")
     where.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     where.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray started by this job (default: all)")
     demo = p.add_argument_group("demo and testing")
@@ -88,7 +93,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 DESCRIPTION = (
     "Fuse every MR/PET pair of a cohort with MdAFuse on Ray: fused and enhanced images, one metrics row per "
     "pair (Parquet, hive-partitioned by cohort and run) and a summary. Rerunning the same --run-id resumes: "
-    f"pairs already written are skipped. Without COHORT, a synthetic demo cohort is generated and processed into {runtime.DEMO_OUT}."
+    f"pairs already written are skipped. Without COHORT, a synthetic demo cohort is generated and processed into {runtime.DEMO_OUT}. "
+    + runtime.EXIT_CODES_HELP + "."
 )
 EPILOG = (
     "examples:\n"
@@ -124,7 +130,7 @@ def _precision(requested: str, gpus: float) -> str:
     return CUDA_AUTO_PRECISION if requested == "auto" else requested
 
 
-def make_config(args: argparse.Namespace, out: str, cohort: str, run_id: str) -> FusionJobConfig:
+def make_config(args: argparse.Namespace, out: str, cohort: str, run_id: str, attempt: str = "") -> FusionJobConfig:
     gpus = float(args.num_gpus_per_worker or 0.0)
     return FusionJobConfig(
         out=out,
@@ -144,6 +150,9 @@ def make_config(args: argparse.Namespace, out: str, cohort: str, run_id: str) ->
         expected_sha=_expected_sha(args.weights, args.modality),
         crash_on=args.inject_crash,
         crash_marker=args.crash_marker,
+        attempt=attempt,
+        dicom=args.dicom,
+        keep_identity=args.keep_identity,
     )
 
 
@@ -179,7 +188,7 @@ def stream_pairs(ray, todo: pa.Table, cfg: FusionJobConfig, plan: runtime.PoolPl
     ctx = ray.data.DataContext.get_current()
     ctx.wait_for_min_actors_s = max(1, int(args.wait_for_workers))
     all_2d = set(todo.column("kind").to_pylist()) == {"image2d"}
-    ds = ray.data.from_arrow(todo).repartition(target_num_rows_per_block=1)
+    ds = runtime.one_row_blocks(ray, todo)
     ds = ds.flat_map(load_chunks, fn_kwargs={"config": cfg}, num_cpus=args.cpus_per_task, runtime_env=env)
     ds = ds.map_batches(
         FuseChunks,
@@ -249,61 +258,64 @@ def _plain(value):
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Run the job for parsed ``args``; return the summary dictionary."""
+    """Run the job for parsed ``args``; return the summary dictionary.
+
+    Raises:
+        PreflightError: OUT not writable or the cohort unreadable (before Ray starts).
+        LeaseHeld: another live attempt holds the run.
+        JobError: no model actor could start, or the run's lease was lost.
+    """
     from mdafuse.cohort import build_pair_table
+    from mdafuse.jobs import preflight
 
     demo = args.cohort is None
     out = runtime.resolve_out(args.out, not demo)
+    preflight.check_output(out, args.s3_endpoint, args.create_bucket)
+    if not demo:
+        preflight.check_cohort(args.cohort, args.s3_endpoint)
     store = Store(out, args.s3_endpoint)
-    storage.ensure_bucket(out, args.s3_endpoint)
-    if demo:
-        subjects, timepoints = (2, 1) if args.smoke_test else (args.demo_subjects, args.demo_timepoints)
-        source = runtime.write_demo_input(store, "demo-input", subjects, timepoints, args.seed)
-    else:
-        source = args.cohort
-    cohort = args.cohort_name or runtime.cohort_name(None if demo else source)
-    run_id = args.run_id or ("demo" if demo else runtime.default_run_id())
-    cfg = make_config(args, out, cohort, run_id)
-    layout = cfg.layout
-    metrics = layout.under("metrics")
-    default_salt = runtime.salt_is_default(demo, log)
-    pairs = build_pair_table(source, cohort, endpoint=args.s3_endpoint).table
-    limit = 2 if args.smoke_test and args.limit is None else args.limit
-    if limit is not None:
-        pairs = pairs.slice(0, limit)
-    runtime.write_parquet(layout.run_dir, "pairs.parquet", pairs.select(list(PAIR_META)))
-    previous = runtime.existing_status(metrics)
-    todo = pairs.filter(pa.array([previous.get(p) != "ok" for p in pairs.column("pair_id").to_pylist()], type=pa.bool_()))
-    n_skipped = pairs.num_rows - todo.num_rows
-    retry = {p for p in todo.column("pair_id").to_pylist() if p in previous}
-    n_retried = runtime.supersede_rows(metrics, retry) if retry else 0
-    log.info("cohort %s run %s: %d pairs, %d already ok, %d to do (%d earlier errors retried)", cohort, run_id, pairs.num_rows, n_skipped, todo.num_rows, len(retry))
-    t0 = time.perf_counter()
-    plan, counts, attempt = None, {"reused": 0, "computed": 0, "lost": 0, "first_row_at": None, "last_row_at": None, "spans": []}, None
-    if todo.num_rows:
-        attempt = runtime.new_attempt_id()
-        runtime.write_parquet(layout.run_dir, f"attempts/{attempt}.parquet", todo.select(list(PAIR_META)))
-        ray = runtime.init_ray(args.address, args.num_cpus, args.quiet)
-        runtime.multi_node_local_out(store, args.shared_fs, len([n for n in ray.nodes() if n.get("Alive")]))
-        plan = runtime.plan_pool(
-            ray.cluster_resources(), runtime.autoscaler_max_resources(), todo.num_rows,
-            workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.num_gpus_per_worker, smoke_test=args.smoke_test,
-        )
-        _announce(plan, ray.cluster_resources(), args)
-        writer = runtime.TableWriter(metrics, ROW_SCHEMA, attempt)
-        try:
-            counts = stream_pairs(ray, todo, cfg, plan, args, writer)
-        except Exception as exc:
-            explained = runtime.explain_start_failure(exc, plan, args.wait_for_workers)
-            if explained is None:
-                raise
-            raise explained from None
-        finally:
-            writer.flush()
-    wall = time.perf_counter() - t0
-    summary = run_summary(cfg, pairs.num_rows, n_skipped, todo.num_rows, wall, plan, counts, default_salt, n_retried, attempt)
-    runtime.write_json(layout.run_dir, "summary.json", summary)
-    return summary
+    cohort = args.cohort_name or runtime.cohort_name(None if demo else args.cohort)
+    args.run_id = args.run_id or ("demo" if demo else runtime.default_run_id())
+    layout = runtime.RunLayout(store, cohort, args.run_id)
+    with runtime.start_attempt(layout, args, lease_name="lease.json", outputs=("images",), tables=("metrics",)) as att:
+        attempt = att.attempt_id
+        cfg = make_config(args, out, cohort, args.run_id, attempt)
+        metrics = layout.under("metrics")
+        if demo:
+            subjects, timepoints = (2, 1) if args.smoke_test else (args.demo_subjects, args.demo_timepoints)
+            source = runtime.write_demo_input(store, "demo-input", subjects, timepoints, args.seed)
+        else:
+            source = args.cohort
+        deduped = runtime.dedupe_rows(metrics)
+        default_salt = runtime.salt_is_default(demo, log)
+        pairs = build_pair_table(source, cohort, endpoint=args.s3_endpoint).table
+        limit = 2 if args.smoke_test and args.limit is None else args.limit
+        if limit is not None:
+            pairs = pairs.slice(0, limit)
+        runtime.write_parquet(layout.run_dir, "pairs.parquet", pairs.select(list(PAIR_META)))
+        previous = runtime.existing_status(metrics)
+        todo = pairs.filter(pa.array([previous.get(p) != "ok" for p in pairs.column("pair_id").to_pylist()], type=pa.bool_()))
+        n_skipped = pairs.num_rows - todo.num_rows
+        retry = {p for p in todo.column("pair_id").to_pylist() if p in previous}
+        n_retried = runtime.supersede_rows(metrics, retry) if retry else 0
+        log.info("cohort %s run %s: %d pairs, %d already ok, %d to do (%d earlier errors retried)", cohort, args.run_id, pairs.num_rows, n_skipped, todo.num_rows, len(retry))
+        t0 = time.perf_counter()
+        plan, counts = None, {"reused": 0, "computed": 0, "lost": 0, "first_row_at": None, "last_row_at": None, "spans": []}
+        if todo.num_rows:
+            runtime.write_parquet(layout.run_dir, f"attempts/{attempt}.parquet", todo.select(list(PAIR_META)))
+            all_2d = set(todo.column("kind").to_pylist()) == {"image2d"}
+            ray, plan = runtime.ray_and_pool(args, store, todo.num_rows if all_2d else None)
+            _announce(plan, ray.cluster_resources(), args)
+            writer = runtime.TableWriter(metrics, ROW_SCHEMA, attempt, guard=att.guard)
+            try:
+                counts = runtime.stream_into(writer, lambda: stream_pairs(ray, todo, cfg, plan, args, writer), plan, args.wait_for_workers)
+            finally:
+                runtime.clean_attempt(layout, ("images",), attempt)
+        wall = time.perf_counter() - t0
+        summary = run_summary(cfg, pairs.num_rows, n_skipped, todo.num_rows, wall, plan, counts, default_salt, n_retried, attempt)
+        summary["lease"] = {"taken_over_from": att.lease.taken_over_from, "cleaned_dead_attempts": att.cleaned_dead_attempts, "duplicate_rows_removed": deduped}
+        runtime.write_json(layout.run_dir, "summary.json", summary)
+        return summary
 
 
 def _announce(plan: runtime.PoolPlan, resources: dict, args: argparse.Namespace) -> None:
@@ -368,6 +380,7 @@ def run_summary(cfg, n_pairs, n_skipped, n_submitted, wall_s, plan, counts, defa
         "config": {
             "batch_size": cfg.batch_size, "chunk_slices": cfg.chunk_slices, "slice_images": cfg.slice_images, "score_every": cfg.score_every,
             "device": cfg.device, "precision": cfg.precision, "weights": cfg.weights or "shipped", "modality": cfg.modality,
+            "dicom": ("derived series, source identity kept" if cfg.keep_identity else "derived series, de-identified") if cfg.dicom else "off",
         },
         "versions": runtime.versions(),
         "layout": {"images": layout.under("images").root, "metrics": layout.under("metrics").root, "run": layout.run_dir.root},
@@ -402,17 +415,8 @@ def print_result(summary: dict) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run parsed arguments and print the result; the exit status (see docs/cohort-job.md)."""
-    try:
-        summary = run(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"fuse_cohort: error: {exc}", file=sys.stderr)
-        return 2
-    except runtime.JobError as exc:
-        print(f"fuse_cohort: error: {exc}", file=sys.stderr)
-        return 1
-    print_result(summary)
-    return 0 if summary["rows"] == summary["pairs_total"] else 1
+    """Run parsed arguments and print the result; the exit status (``runtime.EXIT_CODES_HELP``)."""
+    return runtime.run_cli("fuse_cohort", run, print_result, args)
 
 
 def main(argv: list[str] | None = None) -> int:

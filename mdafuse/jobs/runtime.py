@@ -24,8 +24,10 @@ import os
 import platform
 import re
 import secrets
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,7 @@ FORWARD_ENV = (
     SALT_ENV,
     CRASH_ENV,
     DEVICE_OVERRIDE_ENV,
+    "MDAFUSE_STORAGE_RETRIES",
 )
 _UID_RE = re.compile(r"(?<![\w.])[0-2](?:\.\d+){4,}(?![\w.])")
 
@@ -73,6 +76,82 @@ def explain_start_failure(exc: BaseException, plan: "PoolPlan", wait_s: float) -
         f"no model actor could be placed within --wait-for-workers {wait_s:g} s ({plan.min_workers} needed at {unit} each): "
         "add nodes, check that the autoscaler can grow the worker group, or lower --num-gpus-per-worker/--cpus-per-worker"
     )
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM reached the driver."""
+
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR_ROWS = 0, 1, 2, 3
+#: Exit statuses of both jobs (and documented in their --help, README and docs/cohort-job.md).
+EXIT_CODES_HELP = (
+    "exit status: 0 every unit ok; 3 the run finished with error rows (see mdafuse qa); "
+    "2 bad usage or a failed preflight check (output not writable, S3 credentials, cohort unreadable, run in use); "
+    "1 anything else (interrupted, no worker could start, internal error)"
+)
+
+
+def run_cli(name: str, run, print_result, args, *, ok_units: str = "ok", total_units: str = "pairs_total") -> int:
+    """Run a job's ``run(args)`` for the command line: one-line errors, interrupts and exit statuses.
+
+    Ctrl-C and SIGTERM print one line saying how to resume; Ray started by the job is shut down on
+    every path, so no process is left behind.
+    """
+    import signal
+    import threading
+
+    from mdafuse.jobs.lease import LeaseHeld
+    from mdafuse.jobs.preflight import PreflightError
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        _SIGTERM_OWNED.append(True)
+    try:
+        summary = run(args)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; rerun with --run-id {getattr(args, 'run_id', None) or '<the same id>'} to resume", file=sys.stderr)
+        return EXIT_FAILED
+    except (PreflightError, LeaseHeld, ValueError, FileNotFoundError) as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JobError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - anything else: one line, details in the logs
+        message = scrub_locations(str(exc).splitlines()[0] if str(exc) else "", {})[:300]
+        print(f"{name}: error: internal error ({type(exc).__name__}: {message}); rerun with --run-id {getattr(args, 'run_id', None) or '<the same id>'} to resume", file=sys.stderr)
+        log.debug("internal error", exc_info=True)
+        return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+            _SIGTERM_OWNED.clear()
+        shutdown_ray()
+    print_result(summary)
+    if summary.get("error", 0):
+        return EXIT_ERROR_ROWS
+    return EXIT_OK if summary.get(ok_units, 0) == summary.get(total_units, 0) else EXIT_FAILED
+
+
+_SIGTERM_OWNED: list[bool] = []
+
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise Interrupted()
+
+
+def shutdown_ray() -> None:
+    """Shut down the Ray this process started or connected to in :func:`init_ray` (nothing else)."""
+    if not _STARTED_RAY:
+        return
+    _STARTED_RAY.clear()
+    try:
+        import ray
+
+        ray.shutdown()
+    except Exception as exc:  # noqa: BLE001 - shutting down is best effort
+        log.debug("ray.shutdown failed: %s", exc)
 
 
 # ----------------------------------------------------------------------------- names and layout
@@ -164,12 +243,43 @@ def salt_is_default(demo: bool, logger: logging.Logger = log) -> bool:
 # ----------------------------------------------------------------------------- privacy of messages
 
 
+def location_forms(location: str) -> list[str]:
+    """The ways an input location can appear in a message, longest first.
+
+    ``s3://bucket/a/b/c`` also appears as ``bucket/a/b/c`` and ``a/b/c`` (boto3, pyarrow), URL-quoted
+    (``a%2Fb%2Fc``), and as its parent prefixes ``a/b`` (listing errors); a local path also as its
+    resolved form and its parent folders below the first level.
+    """
+    from urllib.parse import quote
+
+    loc = str(location or "").strip()
+    if not loc:
+        return []
+    forms = {loc}
+    if storage.is_s3(loc):
+        bucket, _, key = loc[len("s3://") :].partition("/")
+        key = key.strip("/")
+        if key:
+            parts = key.split("/")
+            forms |= {f"{bucket}/{key}", key, quote(key), quote(key, safe=""), quote(f"{bucket}/{key}", safe="")}
+            forms |= {"/".join(parts[:n]) for n in range(2, len(parts))}
+    else:
+        for path in {loc.rstrip("/"), os.path.realpath(loc)}:
+            forms.add(path)
+            parts = [p for p in path.split(os.sep) if p]
+            forms |= {os.sep + os.sep.join(parts[:n]) for n in range(2, len(parts))}
+            forms.add(quote(path))
+    return sorted((f for f in forms if len(f) > 1), key=len, reverse=True)
+
+
 def scrub_locations(message: str, locations: dict[str, str], work: str = "", uids: tuple[str, ...] = ()) -> str:
     """Remove identifying text from a message: input locations, a work folder and DICOM UIDs.
 
     Args:
         message: the text (an error or warning).
-        locations: role -> input location (e.g. ``{"mr": ..., "pet": ...}``); each becomes ``<role>``.
+        locations: role -> input location (e.g. ``{"mr": ..., "pet": ...}``); every form of it
+            (:func:`location_forms`) becomes ``<role>``, a file name after it ``<role>/<file>``,
+            and an S3 location's bucket name ``<bucket>``.
         work: a local work folder, replaced by ``<tmp>``.
         uids: UIDs known to the caller; these and every other dotted UID of 5+ components become
             ``<uid:XXXXXXXX>``, a short salted pseudonym that stays the same for the same UID.
@@ -178,14 +288,17 @@ def scrub_locations(message: str, locations: dict[str, str], work: str = "", uid
 
     subs = [(work, "<tmp>")] if work else []
     subs += [(uid, f"<uid:{pseudonym('uid|' + uid, length=8)}>") for uid in uids if uid]
+    buckets = set()
     for role, loc in locations.items():
-        loc = str(loc or "")
-        if loc:
-            subs.append((loc, f"<{role}>"))
-            if not storage.is_s3(loc):
-                subs.append((os.path.realpath(loc), f"<{role}>"))
+        subs += [(form, f"<{role}>") for form in location_forms(loc)]
+        if storage.is_s3(str(loc or "")):
+            buckets.add(str(loc)[len("s3://") :].split("/", 1)[0])
     for old, new in sorted(subs, key=lambda s: -len(s[0])):
         message = message.replace(old, new)
+    roles = "|".join(re.escape(r) for r in [*locations, "tmp"])
+    message = re.sub(rf"<({roles})>/[^\s'\"`,;:()\[\]]+", r"<\1>/<file>", message)
+    for bucket in buckets:
+        message = re.sub(rf"(?<![\w.-]){re.escape(bucket)}(?![\w.-])", "<bucket>", message)
     return _UID_RE.sub(lambda m: f"<uid:{pseudonym('uid|' + m.group(0), length=8)}>", message)
 
 
@@ -228,6 +341,16 @@ def existing_status(root: Store, key: str = "pair_id") -> dict[str, str]:
     return status
 
 
+def _replace_rows(root: Store, uri: str, kept: pa.Table) -> None:
+    """Rewrite one results file with the rows kept (one atomic write), or delete it when none are."""
+    if kept.num_rows:
+        buf = io.BytesIO()
+        pq.write_table(kept, buf)
+        storage.write_bytes(uri, buf.getvalue(), root.endpoint)
+    else:
+        storage.delete(uri, root.endpoint)
+
+
 def supersede_rows(root: Store, unit_ids: set[str], key: str = "pair_id") -> int:
     """Remove the non-ok rows of ``unit_ids`` from the files under ``root`` before they are retried.
 
@@ -250,14 +373,43 @@ def supersede_rows(root: Store, unit_ids: set[str], key: str = "pair_id") -> int
         n = int(pc.sum(drop).as_py() or 0)
         if not n:
             continue
-        keep = table.filter(pc.invert(drop))
-        if keep.num_rows:
-            buf = io.BytesIO()
-            pq.write_table(keep, buf)
-            storage.write_bytes(uri, buf.getvalue(), root.endpoint)
-        else:
-            storage.delete(uri, root.endpoint)
+        _replace_rows(root, uri, table.filter(pc.invert(drop)))
         removed += n
+    return removed
+
+
+def dedupe_rows(root: Store, key: str = "pair_id", rows_per_unit: str = "one") -> int:
+    """Keep each unit's rows from one place only; returns the rows removed.
+
+    Runs of older versions, or two attempts that once ran at the same time, could leave a unit
+    twice. With ``rows_per_unit="one"`` (fusion: a row per pair) one row is kept per unit id, an
+    ok row before an error row, then the latest; with ``"many"`` (tracking: a row per lesion and
+    time point) the unit's rows are kept from one file only (one whose rows are ok, else the first).
+    Each file that loses rows is rewritten atomically, or deleted when emptied.
+    """
+    if rows_per_unit not in ("one", "many"):
+        raise ValueError(f"rows_per_unit must be 'one' or 'many'; got {rows_per_unit!r}")
+    tables = {uri: pq.read_table(io.BytesIO(storage.read_bytes(uri, root.endpoint))) for uri in root.list_files(suffix=".parquet")}
+    best: dict[str, tuple[tuple, str, int]] = {}
+    for uri, t in tables.items():
+        finished = t.column("finished_at").to_pylist() if "finished_at" in t.column_names else [""] * t.num_rows
+        for i, (uid, st, fin) in enumerate(zip(t.column(key).to_pylist(), t.column("status").to_pylist(), finished)):
+            rank = (st == "ok", fin or "") if rows_per_unit == "one" else (st == "ok",)
+            if uid not in best or rank > best[uid][0]:
+                best[uid] = (rank, uri, i)
+    removed = 0
+    for uri, t in tables.items():
+        ids = t.column(key).to_pylist()
+        if rows_per_unit == "one":
+            keep = [best[uid][1] == uri and best[uid][2] == i for i, uid in enumerate(ids)]
+        else:
+            keep = [best[uid][1] == uri for uid in ids]
+        if all(keep):
+            continue
+        removed += keep.count(False)
+        _replace_rows(root, uri, t.filter(pa.array(keep, pa.bool_())))
+    if removed:
+        log.warning("removed %d duplicate rows left by earlier attempts (each unit is kept once)", removed)
     return removed
 
 
@@ -274,10 +426,12 @@ class TableWriter:
         schema: the rows' schema.
         attempt: attempt id, part of every file name.
         key: the unit id column.
+        guard: called before each file is written (raises to stop, e.g. when the run's lease was lost).
     """
 
-    def __init__(self, root: Store, schema: pa.Schema, attempt: str, key: str = "pair_id", flush_rows: int = 256, flush_s: float = 30.0) -> None:
+    def __init__(self, root: Store, schema: pa.Schema, attempt: str, key: str = "pair_id", flush_rows: int = 256, flush_s: float = 30.0, guard=None) -> None:
         self.root = root
+        self.guard = guard
         self.schema = schema
         self.attempt = attempt
         self.key = key
@@ -314,6 +468,8 @@ class TableWriter:
     def flush(self) -> None:
         if not self._rows:
             return
+        if self.guard is not None:
+            self.guard()  # e.g. the run's lease is still this attempt's, else it raises
         table = pa.Table.from_pylist(self._rows, schema=self.schema)
         self.files.append(write_parquet(self.root, f"part-{self.attempt}-{self._seq:05d}.parquet", table))
         self._seq += 1
@@ -327,11 +483,92 @@ def read_rows(root: Store, columns: list[str] | None = None) -> pa.Table | None:
     return pa.concat_tables(tables, promote_options="default") if tables else None
 
 
+@dataclass
+class Attempt:
+    """One attempt at a run, holding the run's lease (see :func:`start_attempt`)."""
+
+    attempt_id: str
+    lease: object
+    cleaned_dead_attempts: int
+
+    def guard(self) -> None:
+        check_lease(self.lease)
+
+
+@contextmanager
+def start_attempt(layout: RunLayout, args, *, lease_name: str, outputs: tuple[str, ...], tables: tuple[str, ...]) -> Iterator[Attempt]:
+    """Take the run's lease (waiting ``args.wait_for_lease``, taking over after ``args.lease_timeout``),
+    heartbeat it, delete what dead attempts left; release it on the way out, whatever happens."""
+    from mdafuse.jobs.lease import RunLease
+
+    attempt_id = new_attempt_id()
+    lease = RunLease(layout.run_dir, attempt_id, heartbeat_s=args.lease_timeout / 6, stale_s=args.lease_timeout, name=lease_name)
+    lease.acquire(wait_s=args.wait_for_lease)
+    lease.start_heartbeat()
+    try:
+        yield Attempt(attempt_id, lease, clean_dead_attempts(layout, outputs, tables))
+    finally:
+        lease.release()
+
+
+def check_lease(lease) -> None:
+    """Raise :class:`JobError` when the run's lease is no longer this attempt's (refreshing it once)."""
+    if lease.lost or not lease.beat():
+        raise JobError("the run's lease was taken over by another attempt; this attempt stopped writing rows (rerun the same --run-id to go on)")
+
+
+STAGING = ("_staging", "_parts")
+
+
+def clean_dead_attempts(layout: RunLayout, outputs: tuple[str, ...], tables: tuple[str, ...]) -> int:
+    """Delete what dead attempts of the run left half-done (the caller holds the run's lease).
+
+    Chunk parts under ``OUT/<outputs>/P/_parts/`` and the staging folders older versions wrote
+    under ``OUT/<tables>/P/_staging/``. Returns how many such folders were found.
+    """
+    found = 0
+    for top in (*outputs, *tables):
+        for hidden in STAGING:
+            folder = layout.under(top).child(hidden)
+            if folder.exists():
+                folder.delete_tree()
+                found += 1
+    if found:
+        log.info("removed %d staging folder(s) left by earlier attempts", found)
+    return found
+
+
+def clean_attempt(layout: RunLayout, outputs: tuple[str, ...], attempt: str) -> None:
+    """Delete this attempt's staging, and the staging folder itself when nothing else is in it."""
+    for top in outputs:
+        parts = layout.under(top).child("_parts")
+        try:
+            parts.delete_tree(attempt)
+            if parts.exists() and not _has_any(parts):
+                parts.delete_tree()
+        except Exception as exc:  # noqa: BLE001 - the next attempt cleans what is left
+            log.warning("could not remove this attempt's staging (%s); the next attempt will", type(exc).__name__)
+
+
+def _has_any(store: Store) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = storage.filesystem(store.root, store.endpoint)
+    return any(True for _ in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True)))
+
+
 # ----------------------------------------------------------------------------- Ray
 
 
+_STARTED_RAY: list[bool] = []
+
+
 def init_ray(address: str | None, num_cpus: int | None, quiet: bool):
-    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray; returns the ``ray`` module."""
+    """Connect to ``address`` (or ``RAY_ADDRESS``), else start a local Ray; returns the ``ray`` module.
+
+    A Ray this function starts or connects to is shut down by :func:`run_cli` when the job ends; one
+    that was already initialised in this process (a test's, a notebook's) is left as it was.
+    """
     import ray
     import ray.data
 
@@ -341,14 +578,35 @@ def init_ray(address: str | None, num_cpus: int | None, quiet: bool):
         logging.getLogger("ray.data").setLevel(logging.WARNING)
     if ray.is_initialized():
         return ray
+    _STARTED_RAY.append(True)
     address = address or os.environ.get("RAY_ADDRESS")
     level = logging.WARNING if quiet else logging.INFO
     if address:
         ray.init(address=address, log_to_driver=not quiet, logging_level=level)
+        _reclaim_sigterm()
     else:
         # "local": a new Ray of this process, never a cluster some other command left running here
         ray.init(address="local", num_cpus=num_cpus, log_to_driver=not quiet, include_dashboard=False, logging_level=level)
+        _reclaim_sigterm()
     return ray
+
+
+def _reclaim_sigterm() -> None:
+    """ray.init installs its own SIGTERM handler (exit 15, no clean-up): the job's comes back."""
+    import signal
+    import threading
+
+    if _SIGTERM_OWNED and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def one_row_blocks(ray, table: pa.Table):
+    """A dataset with one block per row of ``table`` (one work unit per task).
+
+    Made from one-row tables rather than with ``repartition``, whose tasks ask for a whole CPU:
+    on a one-CPU node with a model actor holding half of it they could never run.
+    """
+    return ray.data.from_arrow([table.slice(i, 1) for i in range(table.num_rows)])
 
 
 def forward_env(endpoint: str | None, threads: int) -> dict[str, str]:
@@ -406,7 +664,8 @@ class PoolPlan:
             configured maximum), "resources" (the cluster's current resources) or "smoke-test".
         cpus_per_worker: CPUs reserved per actor.
         gpus_per_worker: GPUs per actor (0: CPU).
-        units: work units (rows) the pool will see; the pool never exceeds it.
+        units: work units (rows) the pool will see, when known (None: volumes, whose chunk count
+            is known only once read); the pool never exceeds it.
     """
 
     min_workers: int
@@ -414,7 +673,7 @@ class PoolPlan:
     source: str
     cpus_per_worker: float
     gpus_per_worker: float
-    units: int
+    units: int | None
 
     @property
     def fixed(self) -> bool:
@@ -441,6 +700,35 @@ class PoolPlan:
         }
 
 
+def ray_and_pool(args, store: Store, units: int | None) -> tuple:
+    """Start or join Ray (``args.address``), refuse a local OUT on several nodes, plan the model pool.
+
+    Returns:
+        ``(ray, PoolPlan)``.
+    """
+    ray = init_ray(args.address, args.num_cpus, args.quiet)
+    multi_node_local_out(store, args.shared_fs, len([n for n in ray.nodes() if n.get("Alive")]))
+    plan = plan_pool(
+        ray.cluster_resources(), autoscaler_max_resources(), units,
+        workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.num_gpus_per_worker, smoke_test=args.smoke_test,
+    )
+    return ray, plan
+
+
+def stream_into(writer: "TableWriter", stream, plan: "PoolPlan", wait_s: float):
+    """Run ``stream()`` (which hands rows to ``writer``), flush the writer whatever happens, and
+    turn an actor pool that never started into a one-line :class:`JobError`."""
+    try:
+        return stream()
+    except Exception as exc:
+        explained = explain_start_failure(exc, plan, wait_s)
+        if explained is None:
+            raise
+        raise explained from None
+    finally:
+        writer.flush()
+
+
 def autoscaler_max_resources() -> dict[str, float] | None:
     """The resources the autoscaler may grow the cluster to (its node groups' max counts), if Ray says.
 
@@ -460,7 +748,7 @@ def autoscaler_max_resources() -> dict[str, float] | None:
 def plan_pool(
     resources: dict[str, float],
     max_resources: dict[str, float] | None,
-    units: int,
+    units: int | None,
     *,
     workers: int | None = None,
     cpus_per_worker: float = 0.5,
@@ -483,8 +771,6 @@ def plan_pool(
         raise ValueError(f"--workers must be >= 1; got {workers}")
     if gpus_per_worker < 0 or cpus_per_worker <= 0:
         raise ValueError(f"CPUs per worker must be > 0 and GPUs per worker >= 0; got {cpus_per_worker} and {gpus_per_worker}")
-    units = max(1, int(units))
-
     def fit(res: dict[str, float]) -> int:
         if gpus_per_worker > 0:
             return int(math.floor(res.get("GPU", 0.0) / gpus_per_worker + 1e-9))
@@ -499,7 +785,7 @@ def plan_pool(
         top, source = max(fit(max_resources), now), "autoscaler"
     else:
         top, source = now, "resources"
-    top = max(1, min(top, units))
+    top = max(1, top if units is None else min(top, max(1, int(units))))
     start = top if source == "--workers" else max(1, min(now, top))
     return PoolPlan(start, top, source, float(cpus_per_worker), float(gpus_per_worker), units)
 

@@ -234,6 +234,9 @@ def add_arguments(p: argparse.ArgumentParser, *, cohort_positional: bool = True)
     p.add_argument("--address", metavar="ADDR", help="Ray address (default: RAY_ADDRESS or local)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray started here")
     p.add_argument("--wait-for-workers", type=float, default=600.0, metavar="S", help="seconds to wait for the first actors to be placed (default 600)")
+    p.add_argument("--create-bucket", action="store_true", help="create the --out bucket when it does not exist (default: a missing bucket is an error)")
+    p.add_argument("--wait-for-lease", type=float, default=0.0, metavar="S", help="when another attempt is running this run id, wait up to S seconds for it to end (default 0: stop at once)")
+    p.add_argument("--lease-timeout", type=float, default=120.0, metavar="S", help="take over a run whose attempt has sent no heartbeat for S seconds (default 120)")
     p.add_argument("--smoke-test", action="store_true", help="demo cohort of 1 subject x 2 time points, no network fusion")
     p.add_argument("--demo-subjects", type=int, default=2, help="demo cohort subjects (default 2)")
     p.add_argument("--demo-timepoints", type=int, default=2, help="demo time points per subject (default 2)")
@@ -245,7 +248,8 @@ def add_arguments(p: argparse.ArgumentParser, *, cohort_positional: bool = True)
 DESCRIPTION = (
     "Track lesions of every subject of a cohort on Ray: register follow-ups onto the baseline, segment "
     "and match lesions, report size and SUV over time (one Parquet row per subject, lesion and time point). "
-    "Rerunning the same --run-id skips subjects already written. Without COHORT the demo cohort is used."
+    "Rerunning the same --run-id skips subjects already written. Without COHORT the demo cohort is used. "
+    + runtime.EXIT_CODES_HELP + "."
 )
 
 
@@ -256,22 +260,22 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Run the tracking job for parsed ``args``; return the summary (errors as in the fusion job)."""
     from mdafuse.cohort import build_pair_table
+    from mdafuse.jobs import preflight
 
     demo = args.cohort is None
     out = runtime.resolve_out(args.out, not demo)
+    preflight.check_output(out, args.s3_endpoint, args.create_bucket)
+    if not demo:
+        preflight.check_cohort(args.cohort, args.s3_endpoint)
     store = Store(out, args.s3_endpoint)
-    storage.ensure_bucket(out, args.s3_endpoint)
-    if demo:
-        subjects_n, tps_n = (1, 2) if args.smoke_test else (args.demo_subjects, args.demo_timepoints)
-        source = runtime.write_demo_input(store, "demo-input-tracking", subjects_n, tps_n, args.seed)
-    else:
-        source = args.cohort
     threads = max(1, int(args.torch_threads or args.cpus_per_worker))
+    args.run_id = args.run_id or ("demo" if demo else runtime.default_run_id())
     cfg = TrackJobConfig(
         out=out,
-        cohort=args.cohort_name or runtime.cohort_name(None if demo else source),
-        run_id=args.run_id or ("demo" if demo else runtime.default_run_id()),
+        cohort=args.cohort_name or runtime.cohort_name(None if demo else args.cohort),
+        run_id=args.run_id,
         endpoint=args.s3_endpoint,
         fuse=not (args.no_fuse or args.smoke_test),
         weights=args.weights,
@@ -281,60 +285,55 @@ def run(args: argparse.Namespace) -> dict:
     )
     layout = cfg.layout
     table_root = layout.under("lesions")
-    default_salt = runtime.salt_is_default(demo, log)
-    subjects = subject_table(build_pair_table(source, cfg.cohort, endpoint=args.s3_endpoint).table)
-    done = set(runtime.existing_status(table_root, key="subject"))
-    todo = subjects.filter(pa.array([s not in done for s in subjects.column("subject_id").to_pylist()], pa.bool_()))
-    t0 = time.perf_counter()
-    plan = None
-    if todo.num_rows:
-        attempt = runtime.new_attempt_id()
-        record = pa.table({"subject_id": todo.column("subject_id"), "n_timepoints": pa.array([len(json.loads(t)) for t in todo.column("timepoints").to_pylist()], pa.int64())})
-        runtime.write_parquet(layout.run_dir, f"tracking-attempts/{attempt}.parquet", record)
-        ray = runtime.init_ray(args.address, args.num_cpus, args.quiet)
-        runtime.multi_node_local_out(store, args.shared_fs, len([n for n in ray.nodes() if n.get("Alive")]))
-        plan = runtime.plan_pool(
-            ray.cluster_resources(), runtime.autoscaler_max_resources(), todo.num_rows,
-            workers=args.workers, cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.num_gpus_per_worker, smoke_test=args.smoke_test,
-        )
-        writer = runtime.TableWriter(table_root, row_schema(), attempt, key="subject")
-        try:
-            _stream_subjects(ray, todo, cfg, plan, args, writer)
-        except Exception as exc:
-            explained = runtime.explain_start_failure(exc, plan, args.wait_for_workers)
-            if explained is None:
-                raise
-            raise explained from None
-        finally:
-            writer.flush()
-    wall = time.perf_counter() - t0
-    statuses: dict[str, str] = {}
-    workers: set[str] = set()
-    t = runtime.read_rows(table_root, ["subject", "status", "worker", "node_id"])
-    nodes: set[str] = set()
-    if t is not None:
-        statuses.update(zip(t.column("subject").to_pylist(), t.column("status").to_pylist()))
-        workers = {w for w in t.column("worker").to_pylist() if w}
-        nodes = {n for n in t.column("node_id").to_pylist() if n}
-    summary = {
-        "cohort": cfg.cohort,
-        "run_id": cfg.run_id,
-        "out": cfg.out,
-        "subjects_total": subjects.num_rows,
-        "subjects_written": len(statuses),
-        "ok": sum(1 for s in statuses.values() if s == "ok"),
-        "error": sum(1 for s in statuses.values() if s != "ok"),
-        "skipped_already_done": subjects.num_rows - todo.num_rows,
-        "processed_this_attempt": todo.num_rows,
-        "wall_s": round(wall, 3),
-        "pool_plan": plan.as_dict() if plan else None,
-        "workers_used": sorted(workers),
-        "nodes_used": sorted(nodes),
-        "salt_is_default": default_salt,
-        "layout": {"table": table_root.root, "outputs": layout.under("tracking").root},
-    }
-    runtime.write_json(layout.run_dir, "tracking-summary.json", summary)
-    return summary
+    with runtime.start_attempt(layout, args, lease_name="tracking-lease.json", outputs=(), tables=("lesions",)) as att:
+        attempt = att.attempt_id
+        if demo:
+            subjects_n, tps_n = (1, 2) if args.smoke_test else (args.demo_subjects, args.demo_timepoints)
+            source = runtime.write_demo_input(store, "demo-input-tracking", subjects_n, tps_n, args.seed)
+        else:
+            source = args.cohort
+        runtime.dedupe_rows(table_root, "subject", rows_per_unit="many")
+        default_salt = runtime.salt_is_default(demo, log)
+        subjects = subject_table(build_pair_table(source, cfg.cohort, endpoint=args.s3_endpoint).table)
+        done = set(runtime.existing_status(table_root, key="subject"))
+        todo = subjects.filter(pa.array([s not in done for s in subjects.column("subject_id").to_pylist()], pa.bool_()))
+        t0 = time.perf_counter()
+        plan = None
+        if todo.num_rows:
+            record = pa.table({"subject_id": todo.column("subject_id"), "n_timepoints": pa.array([len(json.loads(t)) for t in todo.column("timepoints").to_pylist()], pa.int64())})
+            runtime.write_parquet(layout.run_dir, f"tracking-attempts/{attempt}.parquet", record)
+            ray, plan = runtime.ray_and_pool(args, store, todo.num_rows)
+            writer = runtime.TableWriter(table_root, row_schema(), attempt, key="subject", guard=att.guard)
+            runtime.stream_into(writer, lambda: _stream_subjects(ray, todo, cfg, plan, args, writer), plan, args.wait_for_workers)
+        wall = time.perf_counter() - t0
+        statuses: dict[str, str] = {}
+        workers: set[str] = set()
+        nodes: set[str] = set()
+        t = runtime.read_rows(table_root, ["subject", "status", "worker", "node_id"])
+        if t is not None:
+            statuses.update(zip(t.column("subject").to_pylist(), t.column("status").to_pylist()))
+            workers = {w for w in t.column("worker").to_pylist() if w}
+            nodes = {n for n in t.column("node_id").to_pylist() if n}
+        summary = {
+            "cohort": cfg.cohort,
+            "run_id": cfg.run_id,
+            "attempt": attempt,
+            "out": cfg.out,
+            "subjects_total": subjects.num_rows,
+            "subjects_written": len(statuses),
+            "ok": sum(1 for s in statuses.values() if s == "ok"),
+            "error": sum(1 for s in statuses.values() if s != "ok"),
+            "skipped_already_done": subjects.num_rows - todo.num_rows,
+            "processed_this_attempt": todo.num_rows,
+            "wall_s": round(wall, 3),
+            "pool_plan": plan.as_dict() if plan else None,
+            "workers_used": sorted(workers),
+            "nodes_used": sorted(nodes),
+            "salt_is_default": default_salt,
+            "layout": {"table": table_root.root, "outputs": layout.under("tracking").root},
+        }
+        runtime.write_json(layout.run_dir, "tracking-summary.json", summary)
+        return summary
 
 
 def _stream_subjects(ray, todo: pa.Table, cfg: TrackJobConfig, plan: runtime.PoolPlan, args: argparse.Namespace, writer: runtime.TableWriter) -> None:
@@ -342,7 +341,7 @@ def _stream_subjects(ray, todo: pa.Table, cfg: TrackJobConfig, plan: runtime.Poo
 
     ray.data.DataContext.get_current().wait_for_min_actors_s = max(1, int(args.wait_for_workers))
     env = {"env_vars": runtime.forward_env(cfg.endpoint, cfg.torch_threads)}
-    ds = ray.data.from_arrow(todo).repartition(target_num_rows_per_block=1)
+    ds = runtime.one_row_blocks(ray, todo)
     ds = ds.map_batches(
         TrackSubjects, fn_constructor_kwargs={"config": cfg}, batch_size=1, batch_format="numpy", compute=plan.strategy(),
         num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker, runtime_env=env,
@@ -366,16 +365,8 @@ def print_result(summary: dict) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    try:
-        summary = run(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"track_lesions: error: {exc}", file=sys.stderr)
-        return 2
-    except runtime.JobError as exc:
-        print(f"track_lesions: error: {exc}", file=sys.stderr)
-        return 1
-    print_result(summary)
-    return 0 if summary["subjects_written"] == summary["subjects_total"] else 1
+    """Run parsed arguments and print the result; the exit status (``runtime.EXIT_CODES_HELP``)."""
+    return runtime.run_cli("track_lesions", run, print_result, args, total_units="subjects_total")
 
 
 def main(argv: list[str] | None = None) -> int:

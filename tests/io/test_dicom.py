@@ -375,8 +375,17 @@ def test_truncated_dicom_file_is_reported(tmp_path: Path) -> None:
     paths, _, _ = write_series(tmp_path / "s", shape=(3, 16, 16))
     raw = paths[1].read_bytes()
     paths[1].write_bytes(raw[: len(raw) - 300])
-    with pytest.raises(DicomSeriesError, match=rf"{paths[1].name}: (corrupt|cannot decode pixel data)"):
+    with pytest.raises(DicomSeriesError, match=rf"{paths[1].name}: slice 2 of 3 \(along the slice normal\) is truncated or corrupt"):
         read_dicom_series(tmp_path / "s")
+
+
+def test_file_cut_inside_its_header_is_reported_by_position(tmp_path: Path) -> None:
+    """pydicom reads a header cut short without error; the reader names the file's position, not a missing slice."""
+    paths, _, _ = write_series(tmp_path / "s", shape=(5, 16, 16))
+    series_uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
+    paths[2].write_bytes(paths[2].read_bytes()[:300])
+    with pytest.raises(DicomSeriesError, match=rf"1 of 5 files \(in name order\) are truncated or not readable DICOM: file 3 of 5, .*{paths[2].name}: truncated header"):
+        read_dicom_series(tmp_path / "s", series_uid)
 
 
 def test_mismatched_rows_columns_is_reported(tmp_path: Path) -> None:

@@ -69,10 +69,10 @@ def test_several_nodes_and_a_lost_node(s3_server, tmp_path):
     assert result["local_out_code"] == 2
     refusal = [ln for ln in result["stderr"].splitlines() if "is a local folder but the Ray cluster has 3 nodes" in ln]
     assert len(refusal) == 1 and "--shared-fs" in refusal[0]
-    assert result["shared_fs_code"] == 0
+    assert result["shared_fs_code"] in (0, 3)  # accepted and run (3: some of its 4 pairs are the planted bad ones)
     # spread over both worker nodes
     rows = result["spread_rows"]
-    assert result["spread_code"] == 0 and len(rows) == n_pairs == len({r["pair_id"] for r in rows})
+    assert result["spread_code"] == 3 and len(rows) == n_pairs == len({r["pair_id"] for r in rows})
     ok_nodes = Counter(r["node_id"] for r in rows if r["status"] == "ok")
     assert len(ok_nodes) >= 2, ok_nodes
     assert len(result["spread_summary"]["nodes_used"]) >= 2
@@ -80,7 +80,7 @@ def test_several_nodes_and_a_lost_node(s3_server, tmp_path):
     removed = result["removed"]
     assert removed["job_running"] and removed["done_before"] >= 3 and removed["at"] < result["lost_finished_at"]
     rows = result["lost_rows"]
-    assert result["lost_code"] == 0
+    assert result["lost_code"] == 3  # finished, with the 3 planted error pairs
     assert len(rows) == n_pairs and len({r["pair_id"] for r in rows}) == n_pairs  # every pair exactly once
     assert Counter(r["status"] for r in rows) == Counter({"ok": 16, "error": 3})
     assert result["lost_summary"]["rows"] == n_pairs == result["lost_summary"]["unique_pairs"]
@@ -99,13 +99,13 @@ def test_gpu_stage_scheduling_and_autoscaling(tmp_path):
     # the GPU group at zero grows while the job waits: the pool's upper size came from the autoscaler's maximum
     summary = result["scaled_summary"]
     assert result["added"]["waiting"]  # the job was still waiting when the GPU node came
-    assert result["scaled_code"] == 0 and summary["pool_plan"]["source"] == "autoscaler" and summary["pool_plan"]["max_workers"] == 2
+    assert result["scaled_code"] == 3 and summary["pool_plan"]["source"] == "autoscaler" and summary["pool_plan"]["max_workers"] == 2
     rows = result["scaled_rows"]
     assert len(rows) == 11 and all(r["gpu_ids"] in ("0", "1") and r["device"] == "cpu" for r in rows if r["status"] == "ok")
     assert {r["node_id"] for r in rows if r["status"] == "ok"} == {result["added"]["node"]}  # the only node with GPUs
     # a fixed pool of two GPU actors: both logical GPUs used, CPU stages in other processes, at the same time
     rows = result["fixed_rows"]
-    assert result["fixed_code"] == 0 and {r["gpu_ids"] for r in rows if r["status"] == "ok"} == {"0", "1"}
+    assert result["fixed_code"] == 3 and {r["gpu_ids"] for r in rows if r["status"] == "ok"} == {"0", "1"}
     pipeline = result["fixed_summary"]["pipeline"]
     model = set(pipeline["stages"]["model"]["processes"])
     assert len(model) == 2 and not model & set(pipeline["stages"]["decode"]["processes"]) and not model & set(pipeline["stages"]["write"]["processes"])

@@ -16,7 +16,7 @@ import pytest
 from mdafuse.cohort import build_pair_table
 from mdafuse.jobs import fusion_stages
 from mdafuse.jobs.fusion_rows import METRIC_NAMES, ROW_SCHEMA, normalise_row, rows_to_table
-from mdafuse.jobs.fusion_stages import PARTS, FuseChunks, FusionJobConfig, finalize_pair, finish_chunks, load_chunks, reused_row
+from mdafuse.jobs.fusion_stages import FuseChunks, FusionJobConfig, finalize_pair, finish_chunks, load_chunks, reused_row
 from mdafuse.jobs.runtime import scrub_locations
 
 
@@ -116,7 +116,7 @@ def test_volume_pair_outputs(volume_result):
     assert 0.0 <= float(enhanced.data.min()) and float(enhanced.data.max()) <= 1.0
     assert len(list(folder.glob("fused_*.png"))) == row["n_scored"] == len(list(folder.glob("enhanced_*.png")))
     assert json.loads((folder / "done.json").read_text())["pair_id"] == pair["pair_id"]
-    assert not (folder / PARTS).exists()
+    assert not Path(cfg.parts(pair["pair_id"]).root).exists()
 
 
 def test_fused_volume_equals_the_library_path(volume_result):
@@ -170,7 +170,7 @@ def test_chunked_pair_equals_the_whole_pair(volume_result, tmp_path):
         b = read_nifti(Path(volume_result["cfg"].images.root) / pair["pair_id"] / f"{name}.nii.gz").data
         assert np.array_equal(a, b)
     folder = Path(cfg.images.root) / pair["pair_id"]
-    assert not (folder / PARTS).exists() and json.loads((folder / "done.json").read_text())["status"] == "ok"
+    assert not Path(cfg.parts(pair["pair_id"]).root).exists() and json.loads((folder / "done.json").read_text())["status"] == "ok"
     assert sorted(p.name for p in folder.glob("fused_*.png")) == sorted(p.name for p in (Path(volume_result["cfg"].images.root) / pair["pair_id"]).glob("fused_*.png"))
 
 
@@ -222,6 +222,7 @@ def test_bad_volume_pairs_become_error_rows(demo, volume_result, tmp_path):
     assert "DicomSeriesError" in rows[0]["error"] and str(broken) not in rows[0]["error"]
     assert "missing PET" in rows[1]["error"]
     assert rows[2]["error"] == "FileNotFoundError: <mr>: no such file or folder"
+    assert "file 4 of" in rows[0]["error"] or "slice" in rows[0]["error"]  # the bad file is named by its position
     for r in rows:
         assert (tmp_path / "out/images/cohort=demo/run=bad" / r["pair_id"] / "done.json").is_file()
         assert all(np.isnan(r[m]) for m in METRIC_NAMES)
@@ -323,7 +324,7 @@ def test_scrub_locations_pseudonymises_uids():
     assert series not in msg and other not in msg and "DOE_JOHN" not in msg
     assert f"<uid:{pseudonym('uid|' + series, length=8)}>" in msg
     assert f"<uid:{pseudonym('uid|' + other, length=8)}>" in msg
-    assert "<mr>/x.dcm" in msg and "version 2.60.0, value 1.5" in msg
+    assert "<mr>/<file>" in msg and "x.dcm" not in msg and "version 2.60.0, value 1.5" in msg
     assert scrub_locations(msg, {"mr": "/data/DOE_JOHN/MR"}, "/tmp/w") == msg  # idempotent
 
 

@@ -39,7 +39,7 @@ def test_track_job(ray_local, tmp_path):
 
     out = tmp_path / "out"
     args = [str(cohort / "manifest.csv"), "--out", str(out), "--cohort-name", "t", "--run-id", "r", "--no-fuse", "--workers", "2", "-q"]
-    assert main(args) == 0
+    assert main(args) == 3  # the one-session subject is an error row
     files = sorted((out / "lesions/cohort=t/run=r").glob("*.parquet"))
     table = pa.concat_tables([pq.read_table(f) for f in files])
     by_status: dict[str, list[dict]] = {}
@@ -64,7 +64,7 @@ def test_track_job(ray_local, tmp_path):
     assert (first["ok"], first["error"], first["processed_this_attempt"]) == (1, 1, 2)
     assert first["salt_is_default"] is True
 
-    assert main(args) == 0  # resume: nothing left to do
+    assert main(args) == 3  # resume: nothing left to do; the error row is still there
     again = json.loads((out / "runs/cohort=t/run=r/tracking-summary.json").read_text())
     assert (again["skipped_already_done"], again["processed_this_attempt"], again["subjects_written"]) == (2, 0, 2)
     assert sum(pq.read_table(f).num_rows for f in (out / "lesions/cohort=t/run=r").glob("*.parquet")) == table.num_rows
