@@ -22,6 +22,7 @@ set-up). Writes ``DIR/gpu.md`` (copy it to ``benchmarks/results/gpu.md``) and ``
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -126,7 +127,7 @@ def autocast_accuracy(device: str, demo: Path) -> list[dict]:
     import torch
 
     from mdafuse.cohort import build_pair_table
-    from mdafuse.fusion.color import rgb_to_ycbcr
+    from mdafuse.color import rgb_to_ycbcr
     from mdafuse.fusion.pipeline import Fuser
     from mdafuse.io.pair import load_pair
 
@@ -169,9 +170,7 @@ def metrics_on_device(device: str, size: int, batch: int, seconds: float) -> dic
 
 
 def whole_job(device: str, demo: Path, out: Path, batch: int, use_ray: bool = True) -> dict:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("ray") is None:
         use_ray = False
     if not use_ray:
         return in_process_pipeline(device, demo, out, batch)
@@ -261,7 +260,7 @@ def main() -> int:
     args = p.parse_args()
     import torch
 
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     cpu = args.device == "cpu"
     size, batches = (64, [1, 4]) if cpu else (256, [1, 4, 16, 64, 256])

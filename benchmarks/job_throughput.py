@@ -7,7 +7,8 @@
    the better is the bare rate, in demo pairs/s (16 slices a pair).
 2. **Scaling**: the whole job (``mdafuse.jobs.fuse_cohort``, local Ray on all cores) on the demo
    cohort (``--subjects`` x ``--timepoints`` pairs, at least 16) with 1 and with 2 model actors;
-   pairs/s from the first to the last finished row, so that start-up is apart.
+   pairs/s from the first to the last finished row, so that start-up is apart; each layout runs
+   ``--repeats`` times, alternated, and the faster run counts (as the better bare layout does).
 3. **CPU per slice outside the model**: the job's stages run in this process on a synthetic NIfTI
    cohort of 256 x 256 slices: decode (read, resample, window), enhancement, encoding and writes,
    and the metrics (torch on the CPU, and the numpy reference), in ms per slice; and the cores one
@@ -23,7 +24,6 @@ machines are shared and noisy.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import multiprocessing as mp
 import os
@@ -98,11 +98,14 @@ def _sampler(stop: threading.Event, peaks: dict) -> None:
         stop.wait(0.25)
 
 
-def run_job(argv: list[str]) -> tuple[dict, dict]:
-    """Run the job (this process is its driver) and sample its memory; returns (summary, peaks)."""
+def run_job(argv: list[str], sample_memory: bool = True) -> tuple[dict, dict]:
+    """Run the job (this process is its driver), sampling its memory if asked; returns (summary, peaks)."""
     from mdafuse.jobs.fuse_cohort import build_parser, run
 
     peaks: dict = {}
+    if not sample_memory:
+        # Reading every process's smaps costs CPU on a 2-core machine: it would tax the 2-actor run most.
+        return run(build_parser().parse_args(argv + ["-q"])), peaks
     stop = threading.Event()
     sampler = threading.Thread(target=_sampler, args=(stop, peaks), daemon=True)
     sampler.start()
@@ -207,6 +210,7 @@ def main() -> int:
     p.add_argument("--timepoints", type=int, default=2, help="demo time points per subject (default 2)")
     p.add_argument("--bare-seconds", type=float, default=20.0, help="seconds per bare-model measurement (default 20)")
     p.add_argument("--big-slices", type=int, default=300, help="slices of the large volume of the memory test (default 300)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of each scaling layout, alternated; the best counts, as for the bare model (default 2)")
     p.add_argument("--skip-memory", action="store_true", help="skip the memory runs")
     p.add_argument("--out", type=Path, default=HERE / "results" / "job_throughput.md")
     args = p.parse_args()
@@ -222,18 +226,22 @@ def main() -> int:
 
     import ray
 
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False)
     root = Path(tempfile.mkdtemp(prefix="mdafuse-bench-"))
     try:
         write_demo_cohort(root / "demo", args.subjects, args.timepoints, 0)
-        jobs = {}
-        for w in (1, 2):
-            print(f"job with {w} worker(s) ...", flush=True)
-            out = str(root / f"out-w{w}")
-            summary, peaks = run_job([str(root / "demo/manifest.csv"), "--out", out, "--run-id", f"w{w}", "--workers", str(w)])
-            jobs[w] = {"summary": summary, "peaks": peaks, "times": _row_times(out, "manifest", f"w{w}")}
+        jobs: dict[int, dict] = {}
+        rates: dict[int, list[float]] = {1: [], 2: []}
+        for rep in range(args.repeats):
+            for w in (1, 2):  # alternated, so a noisy minute hits both layouts alike
+                print(f"job with {w} worker(s), repeat {rep + 1} of {args.repeats} ...", flush=True)
+                out = str(root / f"out-w{w}-{rep}")
+                summary, peaks = run_job([str(root / "demo/manifest.csv"), "--out", out, "--run-id", f"w{w}", "--workers", str(w)], sample_memory=False)
+                rates[w].append(summary["pairs_per_s_first_to_last"])
+                if w not in jobs or rates[w][-1] >= max(rates[w]):
+                    jobs[w] = {"summary": summary, "peaks": peaks, "times": _row_times(out, "manifest", f"w{w}")}
         print("CPU per slice ...", flush=True)
         cpu = cpu_per_slice(root, pairs=2, slices=48, size=256)
         memory = {}
@@ -275,6 +283,8 @@ def main() -> int:
     r1, r2 = (jobs[w]["summary"]["pairs_per_s_first_to_last"] for w in (1, 2))
     lines += [
         "",
+        f"Each layout ran {args.repeats} times, alternated; the table shows the faster run (pairs/s of every run: "
+        + "; ".join(f"{w} actor{'s' if w > 1 else ''}: " + ", ".join(f"{r:.3f}" for r in rates[w]) for w in (1, 2)) + ").",
         f"- **Scaling**: 2 actors / 1 actor = **{r2 / r1:.2f}x** (target at least 1.7x on this {cores}-core machine). The bare network itself, "
         f"{cores} one-thread processes against one, scales **{bare_scaling:.2f}x** here: the ceiling any job on these cores can reach.",
         f"- **Job against the bare model on the same cores**: {r2:.3f} / {bare_pairs:.3f} pairs/s = **{r2 / bare_pairs:.2f}** "

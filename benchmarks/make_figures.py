@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from mdafuse.data import MODALITY_FOLDERS, split_pairs  # noqa: E402
-from mdafuse.fusion.color import luminance  # noqa: E402
+from mdafuse.color import luminance# noqa: E402
 from mdafuse.fusion.enhance import EnhanceConfig, energy_map, enhance  # noqa: E402
 from mdafuse.fusion.pipeline import fuse_pair  # noqa: E402
 from mdafuse.io.images import read_pair  # noqa: E402

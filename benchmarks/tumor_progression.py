@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from scipy import ndimage
 
 from mdafuse.io.nifti import read_nifti
 from mdafuse.longitudinal import RegistrationConfig, SegmentationConfig, TimepointInput, TrackConfig, track_subject
+from mdafuse.longitudinal.report import write_report
 
 TBR = 3.0
 BRAIN_SUV = 2.0
@@ -101,14 +104,13 @@ def synthesize_pet(mr: np.ndarray, mask: np.ndarray, pixel_mm: float, slice_mm: 
     return np.clip(suv, 0.0, None).astype(np.float32)
 
 
-def track_config(subject: str, out_dir: Path | None = None) -> TrackConfig:
+def track_config(subject: str, fuse: bool = False) -> TrackConfig:
     """The tracking configuration used by this benchmark."""
     return TrackConfig(
         subject=subject,
         registration=RegistrationConfig(levels=(4, 2)),
         segmentation=SegmentationConfig(peak_to_reference=1.6),
-        out_dir=out_dir,
-        fuse=out_dir is not None,
+        fuse=fuse,
     )
 
 
@@ -123,7 +125,10 @@ def run_patient(folder: Path, slice_mm: float = 5.0, out_dir: Path | None = None
         mr = vols[f"{phase}_Scan_T1"].data
         pet = synthesize_pet(mr, vols[f"{phase}_Mask"].data, pixel_mm, slice_mm, seed=1000 + 2 * number + k)
         tps.append(TimepointInput(mr, pet, phase, None))
-    res = track_subject(tps, track_config(f"patient-{folder.name}", out_dir))
+    config = track_config(f"patient-{folder.name}", fuse=out_dir is not None)
+    res = track_subject(tps, config)
+    if out_dir is not None:
+        write_report(res, tps, config, out_dir)
     rows = res.table.to_pylist()
     tracked = [sum(r["volume_voxels"] for r in rows if r["timepoint"] == t and r["present"]) for t in (0, 1)]
     return PatientResult(
@@ -158,7 +163,8 @@ def write_markdown(results: list[PatientResult], path: Path, command: str) -> No
     lines = [
         "# Lesion tracking on Brain-Tumor-Progression with synthetic PET",
         "",
-        f"Produced by `{command}` (see the script's docstring for the synthetic PET model: TBR {TBR:g}, "
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())} ({platform.machine()}, {os.cpu_count()} CPUs) "
+        f"(see the script's docstring for the synthetic PET model: TBR {TBR:g}, "
         f"{PET_FWHM_MM:g} mm FWHM, noise 0.05*sqrt(SUV)). Volumes in voxels; changes Pre -> Post.",
         "",
         "Segmentation rule (same for every patient; masks used only to score): per lesion, isocontour at "

@@ -18,7 +18,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("train", "mdafuse.commands.train"),
     ("ensemble", "mdafuse.commands.ensemble"),
     ("benchmark", "mdafuse.commands.benchmark"),
-    ("demo-cohort", "mdafuse.commands.demo_cohort"),
+    ("demo-cohort", "mdafuse.commands.demo"),
     ("track", "mdafuse.commands.track"),
     ("run", "mdafuse.commands.run"),
     ("qa", "mdafuse.commands.qa"),

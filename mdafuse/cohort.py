@@ -18,7 +18,7 @@ Each row carries the functional ``modality`` (PET, SPECT, CT, or empty when unkn
 manifest, the partner series' DICOM Modality (PT, NM) or the functional folder's name; the cohort
 job picks the shipped weights by it (:data:`mdafuse.model.weights.MODALITY_WEIGHTS`).
 
-Identifiers are pseudonymised: ``subject_id`` is :func:`mdafuse.io.volume.pseudonym` of the
+Identifiers are pseudonymised: ``subject_id`` is :func:`mdafuse.privacy.pseudonym` of the
 subject, ``pair_id`` the same salted sha256 of ``cohort|subject|session``. The raw subject value
 is not kept in the table.
 """
@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from mdafuse import storage
 from mdafuse.io.pair import IMAGE_KIND, VOLUME_KIND
-from mdafuse.io.volume import pseudonym
+from mdafuse.privacy import pseudonym
 from mdafuse.modality import functional_modality
 
 __all__ = ["PAIR_SCHEMA", "IMAGE_SUFFIXES", "VOLUME_KIND", "IMAGE_KIND", "pair_id", "pair_kind", "build_pair_table", "read_manifest", "image_pair_paths", "discover_image_pairs", "discover_dicom_pairs", "PairSource"]
@@ -85,7 +85,7 @@ def build_pair_table(source: str | os.PathLike, cohort: str, *, salt: str | None
     Args:
         source: manifest (``.csv``/``.parquet``, local or ``s3://``), or a local folder.
         cohort: cohort name, part of every ``pair_id``.
-        salt: pseudonymisation salt (default :func:`mdafuse.io.volume.default_salt`).
+        salt: pseudonymisation salt (default :func:`mdafuse.privacy.default_salt`).
         endpoint: S3 endpoint for ``s3://`` manifests.
 
     Returns:

@@ -85,7 +85,7 @@ def test_fuse_volume_pair_with_scores(tmp_path, capsys):
     """Two DICOM series of the demo cohort: NIfTI volumes on the MR grid, PNG slices and the pair's metrics."""
     import json
 
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
     from mdafuse.io.nifti import read_nifti
 
     write_demo_cohort(tmp_path / "c", 1, 1, 0)
@@ -104,7 +104,7 @@ def test_fuse_volume_writes_a_deidentified_dicom_series(tmp_path, capsys):
     """--dicom: the series opens in pydicom, references its MR sources, and carries no source name, ID or birth date."""
     import pydicom
 
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     write_demo_cohort(tmp_path / "c", 1, 1, 0)
     mr_dir, pt_dir = (next(p for p in (tmp_path / "c").rglob(name) if p.is_dir()) for name in ("MR", "PT"))

@@ -9,9 +9,11 @@ import pytest
 
 from mdafuse.longitudinal.registration import ncc, register_rigid
 from mdafuse.longitudinal.segmentation import SegmentationConfig, segment_lesions
+from mdafuse.longitudinal.report import write_report
 from mdafuse.longitudinal.track import TimepointInput, TrackConfig, track_subject
 from mdafuse.longitudinal.transform import RigidTransform
-from mdafuse.phantom import make_longitudinal_phantom
+from mdafuse.synthetic.phantom import make_longitudinal_phantom
+from tests.geometry import to_moving
 
 
 def _inputs(ph):
@@ -70,7 +72,8 @@ def test_lesion_changes_match_truth(slice_result):
 
 def test_volume_outputs_written(tmp_path):
     ph = make_longitudinal_phantom(timepoints=2, shape=(8, 96, 96), seed=2)
-    res = track_subject(_inputs(ph), TrackConfig(out_dir=tmp_path, fuse=False))
+    config = TrackConfig(fuse=False)
+    res = write_report(track_subject(_inputs(ph), config), _inputs(ph), config, tmp_path)
     assert res.parquet_path is not None and res.parquet_path.is_file()
     assert pq.read_table(res.parquet_path).equals(res.table)
     assert pacsv.read_csv(res.csv_path).num_rows == res.table.num_rows == 4
@@ -102,7 +105,7 @@ def test_register_rigid_recovers_known_transform():
     ph = make_longitudinal_phantom(timepoints=1, shape=(96, 96), seed=5)
     ref = ph.timepoints[0].mr
     truth = RigidTransform(-3.0, (2.0, -1.5))
-    res = register_rigid(ref, truth.to_moving(ref))
+    res = register_rigid(ref, to_moving(truth, ref))
     assert res.transform.angle_deg == pytest.approx(-3.0, abs=0.5)
     np.testing.assert_allclose(res.transform.shift, truth.shift, atol=0.3)
     with pytest.raises(ValueError, match="moving must have the reference shape"):
@@ -182,13 +185,13 @@ def test_figure_fusion_uses_the_modality_weights():
     """SPECT time points are fused for the figure with the SPECT weights, PET ones with the default."""
     pytest.importorskip("torch")
     from mdafuse.fusion.pipeline import fuse_pair
-    from mdafuse.longitudinal.track import _fuse_for_display
+    from mdafuse.longitudinal.report import fuse_for_display
 
     ph = make_longitudinal_phantom(timepoints=2, shape=(64, 64), seed=2)
     mr = np.clip(ph.timepoints[0].mr, 0, 1).astype(np.float32)
     uptake = np.clip(ph.timepoints[0].suv / ph.timepoints[0].suv.max(), 0, 1).astype(np.float32)
-    spect = _fuse_for_display(mr, uptake, TrackConfig(fusion_modality="NM"))
-    pet = _fuse_for_display(mr, uptake, TrackConfig())
+    spect = fuse_for_display(mr, uptake, TrackConfig(fusion_modality="NM"))
+    pet = fuse_for_display(mr, uptake, TrackConfig())
     np.testing.assert_allclose(spect, fuse_pair(mr, uptake, modality="SPECT"), atol=1e-6)
     np.testing.assert_allclose(pet, fuse_pair(mr, uptake), atol=1e-6)
     assert np.abs(spect - pet).max() > 1e-3

@@ -18,7 +18,7 @@ import pytest
 from mdafuse.cli import main
 from mdafuse.commands.track import load_subject, subject_modality
 from mdafuse.io.images import write_image
-from mdafuse.phantom import make_longitudinal_phantom
+from mdafuse.synthetic.phantom import make_longitudinal_phantom
 
 #: Two-sided relative tolerance on the tracked size ratio vs. the phantom truth.
 SIZE_RTOL = 0.15

@@ -66,7 +66,7 @@ def fuse_color(method: str | Callable[..., np.ndarray], mr: np.ndarray, function
         raise ValueError(f"functional must have shape (H, W) or (H, W, 3); got {functional.shape}")
     if fn in _RGB_RULES:
         return _RGB_RULES[fn](mr, functional)
-    from mdafuse.fusion.color import rgb_to_ycbcr, with_luminance  # imports torch; only needed for colour
+    from mdafuse.color import rgb_to_ycbcr, with_luminance
 
     ycc = rgb_to_ycbcr(functional)
     return with_luminance(ycc, fn(mr, np.clip(ycc[..., 0], 0.0, 1.0)))

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split", choices=["test", "train", "all"], default="test",
         help="part of the recorded series split for shared Harvard folders (default: test); other folders use every pair",
     )
-    p.add_argument("--weights", type=Path, default=None, metavar="PATH", help="MdAFuse safetensors weights (default: shipped)")
+    p.add_argument("--weights", default=None, metavar="FILE|NAME", help="MdAFuse safetensors weights or a shipped name, e.g. mdafuse_spect_v3 (default: the shipped weights of the dataset's modality)")
     p.add_argument("--device", default="cpu", help="torch device for MdAFuse (default: cpu)")
     p.add_argument(
         "-j", "--jobs", type=int, default=None, metavar="N",
@@ -48,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from mdafuse.evaluation.benchmark import run_benchmark, summarise
+    from mdafuse.evaluation import run_benchmark, summarise
 
-    # one process per CPU: on small images, process parallelism beats BLAS threads (benchmarks/results/benchmark_jobs.md)
+    # one process per CPU: on small images, process parallelism beats BLAS threads (docs/research/benchmark_jobs.md)
     jobs = args.jobs if args.jobs is not None else max(1, os.cpu_count() or 1)
     table = run_benchmark(args.dataset, args.out, methods=args.methods, limit=args.limit, split=args.split, weights=args.weights, device=args.device, jobs=jobs)
     print(summarise(table))

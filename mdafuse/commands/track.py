@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mdafuse.modality import UPTAKE_MODALITIES
 
 __all__ = ["register", "load_subject", "subject_modality", "is_cohort"]
 
@@ -67,7 +66,7 @@ def load_subject(subject_dir: str | Path, png_suv_scale: float = 15.0, pixel_mm:
         FileNotFoundError: the folder or a time point's files are missing.
         ValueError: fewer than two time points.
     """
-    from mdafuse.fusion.color import luminance
+    from mdafuse.color import luminance
     from mdafuse.io.images import read_image
     from mdafuse.longitudinal.track import TimepointInput
 
@@ -106,6 +105,7 @@ def subject_modality(subject_dir: str | Path) -> str | None:
 
 
 def _handler(args: argparse.Namespace) -> int:
+    from mdafuse.longitudinal.report import write_report
     from mdafuse.longitudinal.track import TimepointInput, TrackConfig, track_subject
 
     if bool(args.phantom) == bool(args.subject_dir):
@@ -118,7 +118,7 @@ def _handler(args: argparse.Namespace) -> int:
     if any(getattr(args, name, None) is not None for name in _COHORT_ONLY):
         raise ValueError("--" + "/--".join(n.replace("_", "-") for n in _COHORT_ONLY) + " apply to a COHORT only")
     if args.phantom:
-        from mdafuse.phantom import make_longitudinal_phantom
+        from mdafuse.synthetic.phantom import make_longitudinal_phantom
 
         ph = make_longitudinal_phantom(timepoints=args.timepoints, shape=tuple(args.shape), seed=args.seed)
         tps = [TimepointInput(tp.mr, tp.suv, f"t{tp.index}", ph.voxel_size_mm) for tp in ph.timepoints]
@@ -127,8 +127,8 @@ def _handler(args: argparse.Namespace) -> int:
         tps = load_subject(args.subject_dir, args.png_suv_scale, args.pixel_mm)
         subject = args.subject or Path(args.subject_dir).name
     modality = args.modality or (None if args.phantom else subject_modality(args.subject_dir))
-    cfg = TrackConfig(subject=subject, out_dir=Path(args.out), fuse=not args.no_fuse, fusion_weights=args.weights, fusion_modality=modality, device=args.device)
-    res = track_subject(tps, cfg)
+    cfg = TrackConfig(subject=subject, fuse=not args.no_fuse, fusion_weights=args.weights, fusion_modality=modality, device=args.device)
+    res = write_report(track_subject(tps, cfg), tps, cfg, Path(args.out))
     if args.phantom:
         for tp, tr in zip(ph.timepoints[1:], res.transforms[1:]):
             print(f"t{tp.index}: true angle {tp.angle_deg:+.2f} deg shift {tuple(round(s, 2) for s in tp.shift_vox)}; "

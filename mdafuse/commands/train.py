@@ -45,7 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="shared data folder (default: ../shared/data or $MDAFUSE_DATA)")
     p.add_argument("--resume", type=Path, default=None, help="checkpoint.safetensors to continue from")
     p.add_argument("--export", type=Path, default=None, help="write inference weights here (+ a .json card and a .md model card beside them)")
-    p.add_argument("--head", choices=["direct", "blend"], default="direct", help="decoder output: the image (paper) or a source blend + residual")
     p.add_argument("--skip-rule", choices=SKIP_RULES, default="max", help="fixed rule the salient skip copies from: max(MR, Y) or the average (MR + Y) / 2 (default max)")
     p.add_argument("--salient-skip", type=float, default=0.0, help="share g of the output taken from the max rule: F = (1 - g) * decoded + g * max(MR, Y) (default 0, the paper's head)")
     for name, text in LOSS_TERMS.items():
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, f"w_{name}") for name in LOSS_TERMS if getattr(args, f"w_{name}") is not None}
     cfg = TrainConfig(
         datasets=tuple(args.datasets), data_root=args.data, steps=args.steps, batch_size=args.batch_size,
-        patch=args.patch, lr=args.lr, seed=args.seed, threads=args.threads, model=MdAFuseConfig(head=args.head, salient_skip=args.salient_skip, skip_rule=args.skip_rule), losses=LossWeights(**overrides),
+        patch=args.patch, lr=args.lr, seed=args.seed, threads=args.threads, model=MdAFuseConfig(salient_skip=args.salient_skip, skip_rule=args.skip_rule), losses=LossWeights(**overrides),
         init_weights=None if args.init is None else str(args.init),
     )
     result = train(cfg, args.out, resume=args.resume)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from mdafuse.fusion.color import RGB_TO_YCBCR, YCBCR_TO_RGB
+from mdafuse.color import RGB_TO_YCBCR, YCBCR_TO_RGB
 
 __all__ = ["EnhanceConfig", "COLORMAPS", "energy_map", "energy_weight", "apply_colormap", "enhance"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mdafuse.fusion.color import RGB_TO_YCBCR, YCBCR_TO_RGB
+from mdafuse.color import RGB_TO_YCBCR, YCBCR_TO_RGB
 from mdafuse.fusion.enhance import EnhanceConfig
 
 __all__ = ["enhance_batch", "to_uint8_torch"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdafuse.fusion.color import rgb_to_ycbcr, with_luminance
+from mdafuse.color import rgb_to_ycbcr, with_luminance
 from mdafuse.model.weights import default_weights_path, load_model
 
 __all__ = ["Fuser", "fuse_pair", "PRECISIONS"]

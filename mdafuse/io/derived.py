@@ -16,7 +16,7 @@ The derived DICOM series (:func:`write_derived_dicom`) lies on the grid of its s
 
 Patient and study attributes are copied from the source header by whitelist only (never the
 whole header). With ``deidentify=True`` PatientName and PatientID become the pseudonym
-(:func:`mdafuse.io.volume.pseudonym`), PatientBirthDate and the other identifying attributes of
+(:func:`mdafuse.privacy.pseudonym`), PatientBirthDate and the other identifying attributes of
 the whitelist are emptied, and ``PatientIdentityRemoved = YES`` is set. Dates are kept (DICOM PS3.15
 "Retain Longitudinal Temporal Information with Full Dates" option) because longitudinal tracking
 needs intervals; UIDs in the provenance references are kept so results stay traceable, which makes
@@ -40,7 +40,8 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, SecondaryCapture
 from mdafuse.io.encode import to_uint8
 from mdafuse.io.images import write_image
 from mdafuse.io.nifti import write_nifti
-from mdafuse.io.volume import Volume, pseudonym
+from mdafuse.io.volume import Volume
+from mdafuse.privacy import pseudonym
 
 __all__ = [
     "DicomSource",

@@ -9,7 +9,7 @@ and PET in Bq/ml is converted to body-weight SUV with :func:`suv_scale` when the
 it; otherwise the raw values are returned and the reason is recorded in ``Volume.warnings``.
 
 Patient names, IDs and birth dates are never logged nor stored: a subject is known by
-:func:`mdafuse.io.volume.pseudonym` of its PatientID.
+:func:`mdafuse.privacy.pseudonym` of its PatientID.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from mdafuse.io.volume import Volume, pseudonym
+from mdafuse.io.volume import Volume
+from mdafuse.privacy import pseudonym
 
 __all__ = [
     "DicomSeriesError",
@@ -61,7 +62,7 @@ class SeriesInfo:
         modality: DICOM Modality.
         frame_of_reference_uid: FrameOfReferenceUID ("" when absent).
         n_files: number of files (instances) of the series.
-        subject_key: pseudonymous key of the PatientID (:func:`mdafuse.io.volume.pseudonym`).
+        subject_key: pseudonymous key of the PatientID (:func:`mdafuse.privacy.pseudonym`).
         series_number: SeriesNumber (None when absent).
         files: the files, sorted by path (not slice order).
     """
@@ -97,7 +98,7 @@ def discover_series(root: str | Path, salt: str | None = None) -> list[SeriesInf
 
     Args:
         root: folder searched recursively.
-        salt: pseudonymisation salt (``None``: :func:`mdafuse.io.volume.default_salt`).
+        salt: pseudonymisation salt (``None``: :func:`mdafuse.privacy.default_salt`).
 
     Returns:
         One :class:`SeriesInfo` per series, sorted by (subject_key, study_uid, modality, series_uid).
@@ -328,7 +329,8 @@ def read_dicom_series(
     headers, unreadable = [], []
     for i, f in enumerate(files):
         try:
-            ds = _dcmread(f, headers_only=True)
+            # one full read per file: the header checks and the pixels use the same dataset
+            ds = _dcmread(f, headers_only=False)
         except DicomSeriesError as exc:
             unreadable.append((i, f, str(exc).split(": ", 1)[-1]))
             continue
@@ -398,8 +400,7 @@ def read_dicom_series(
     warnings: list[str] = []
     slices = []
     factors = []
-    for k, (f, _) in enumerate(sorted_items):
-        ds = _dcmread(f, headers_only=False)
+    for k, (f, ds) in enumerate(sorted_items):
         try:
             pix = ds.pixel_array
         except Exception as exc:

@@ -123,7 +123,7 @@ def read_pair(mr_path: str | Path, functional_path: str | Path, resample: bool =
     mr = read_image(mr_path)
     fn = read_image(functional_path)
     if mr.ndim == 3:
-        from mdafuse.fusion.color import luminance
+        from mdafuse.color import luminance
 
         mr = luminance(mr)
     if fn.ndim == 3 and is_grey_rgb(fn):

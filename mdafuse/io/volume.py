@@ -16,53 +16,24 @@ Convention (shared by every reader and writer in ``mdafuse.io``):
   affine_ras`` (and the inverse on write); the voxel index ``(i, j, k)`` keeps its meaning, only
   the patient axes x and y change sign.
 
-Use :meth:`Volume.index_to_patient` and :meth:`Volume.patient_to_index`, which take and return
-indices in ``(z, y, x)`` array order, rather than multiplying by the affine by hand.
+A voxel index ``(z, y, x)`` maps to LPS as ``affine[:3, :3] @ (x, y, z) + affine[:3, 3]``: mind
+the reversed order when multiplying by hand.
 
 No patient-identifying value is stored: ``subject_key`` is a salted hash of the PatientID
-(:func:`pseudonym`), and ``source_files`` are kept only so that writers can copy geometry.
+(:func:`mdafuse.privacy.pseudonym`), and ``source_files`` are kept only so that writers can copy geometry.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Volume", "pseudonym", "default_salt", "LPS_TO_RAS"]
+__all__ = ["Volume", "LPS_TO_RAS"]
 
 #: Converts LPS patient coordinates to RAS (and back: the matrix is its own inverse).
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-_SALT_ENV = "MDAFUSE_PSEUDONYM_SALT"
-
-
-def default_salt() -> str:
-    """The pseudonymisation salt: ``$MDAFUSE_PSEUDONYM_SALT`` or a fixed public default.
-
-    The default makes keys reproducible but guessable from a known PatientID; a deployment handling
-    real patients should set a secret salt.
-    """
-    # set but empty (a secret that failed to mount) counts as unset, as the jobs report it
-    return os.environ.get(_SALT_ENV) or "mdafuse-default-salt"
-
-
-def pseudonym(patient_id: str, salt: str | None = None, length: int = 16) -> str:
-    """Pseudonymous subject key: the first ``length`` hex digits of sha256(salt + PatientID).
-
-    Args:
-        patient_id: the DICOM PatientID (never logged or stored by the library).
-        salt: secret salt; ``None`` uses :func:`default_salt`.
-        length: number of hex digits kept (4 to 64).
-    """
-    if not 4 <= length <= 64:
-        raise ValueError(f"length must be in 4..64; got {length}")
-    salt = default_salt() if salt is None else salt
-    return hashlib.sha256((salt + str(patient_id)).encode("utf-8")).hexdigest()[:length]
-
 
 @dataclass
 class Volume:
@@ -122,30 +93,6 @@ class Volume:
         """Voxel size in mm in array order ``(slice, row, column)``."""
         norms = np.linalg.norm(self.affine[:3, :3], axis=0)
         return (float(norms[2]), float(norms[1]), float(norms[0]))
-
-    def index_to_patient(self, zyx: np.ndarray) -> np.ndarray:
-        """Patient LPS coordinates (mm) of voxel indices.
-
-        Args:
-            zyx: ``(..., 3)`` indices in array order (slice, row, column); may be fractional.
-
-        Returns:
-            ``(..., 3)`` LPS coordinates in mm.
-        """
-        zyx = np.asarray(zyx, dtype=np.float64)
-        if zyx.shape[-1] != 3:
-            raise ValueError(f"zyx must have a last axis of length 3; got shape {zyx.shape}")
-        xyz = zyx[..., ::-1]
-        return xyz @ self.affine[:3, :3].T + self.affine[:3, 3]
-
-    def patient_to_index(self, lps: np.ndarray) -> np.ndarray:
-        """Fractional voxel indices ``(..., 3)`` in array order (z, y, x) of LPS points ``(..., 3)``."""
-        lps = np.asarray(lps, dtype=np.float64)
-        if lps.shape[-1] != 3:
-            raise ValueError(f"lps must have a last axis of length 3; got shape {lps.shape}")
-        inv = np.linalg.inv(self.affine)
-        xyz = lps @ inv[:3, :3].T + inv[:3, 3]
-        return xyz[..., ::-1]
 
     def with_data(self, data: np.ndarray, **changes: object) -> "Volume":
         """A copy on the same grid with new ``data`` (same leading shape) and optional field changes."""

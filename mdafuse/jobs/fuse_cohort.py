@@ -26,7 +26,6 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from mdafuse import storage
 from mdafuse.jobs import runtime
 from mdafuse.jobs.fusion_rows import PAIR_META, ROW_SCHEMA, empty_row, normalise_row
 from mdafuse.jobs.fusion_stages import FusionJobConfig, finalize_pair, finish_chunks, load_chunks, FuseChunks, reused_row
@@ -177,9 +176,10 @@ def rows_per_model_call(batch_size: int, chunk_slices: int, all_2d: bool, n_pair
 # ----------------------------------------------------------------------------- the pipeline
 
 
-def stream_pairs(ray, todo: pa.Table, cfg: FusionJobConfig, plan: runtime.PoolPlan, args: argparse.Namespace, writer: runtime.TableWriter) -> dict:
+def stream_pairs(ray, todo: pa.Table, cfg: FusionJobConfig, plan: runtime.PoolPlan, args: argparse.Namespace, writer: runtime.TableWriter, pool_args: dict | None = None) -> dict:
     """Run the pipeline over ``todo`` and hand every pair's row to ``writer``; returns counts.
 
+    ``pool_args`` are extra remote args of the model actors (placement, :func:`runtime.spread_pool`).
     The work table holds input locations, so it goes to Ray's object store, never to OUT.
     """
     from tqdm import tqdm
@@ -199,6 +199,7 @@ def stream_pairs(ray, todo: pa.Table, cfg: FusionJobConfig, plan: runtime.PoolPl
         num_cpus=plan.cpus_per_worker,
         num_gpus=plan.gpus_per_worker,
         runtime_env=env,
+        **(pool_args or {}),
     )
     ds = ds.map_batches(finish_chunks, fn_kwargs={"config": cfg}, batch_size=1, batch_format="numpy", num_cpus=args.cpus_per_task, runtime_env=env)
     finalize = ray.remote(num_cpus=args.cpus_per_task, max_retries=3, runtime_env=env)(finalize_pair)
@@ -308,7 +309,7 @@ def run(args: argparse.Namespace) -> dict:
             _announce(plan, ray.cluster_resources(), args)
             writer = runtime.TableWriter(metrics, ROW_SCHEMA, attempt, guard=att.guard)
             try:
-                counts = runtime.stream_into(writer, lambda: stream_pairs(ray, todo, cfg, plan, args, writer), plan, args.wait_for_workers)
+                counts = runtime.stream_into(writer, lambda pool_args: stream_pairs(ray, todo, cfg, plan, args, writer, pool_args), plan, args.wait_for_workers)
             finally:
                 runtime.clean_attempt(layout, ("images",), attempt)
         wall = time.perf_counter() - t0

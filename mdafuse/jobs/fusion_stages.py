@@ -35,7 +35,8 @@ import numpy as np
 
 from mdafuse import storage
 from mdafuse.jobs.fusion_rows import METRIC_NAMES, PAIR_META, empty_row, json_row, normalise_row
-from mdafuse.jobs.runtime import CRASH_ENV, DEVICE_OVERRIDE_ENV, RunLayout, limit_threads, scrub_locations, utc_now, where_am_i
+from mdafuse.jobs.runtime import CRASH_ENV, DEVICE_OVERRIDE_ENV, RunLayout, limit_threads, utc_now, where_am_i
+from mdafuse.privacy import scrub_locations
 from mdafuse.modality import functional_modality
 from mdafuse.storage import Store
 

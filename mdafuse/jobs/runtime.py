@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import platform
-import re
 import secrets
 import sys
 import time
@@ -35,13 +34,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mdafuse import storage
+from mdafuse.privacy import SALT_ENV, scrub_locations
 from mdafuse.storage import Store
 from mdafuse.threads import thread_env
 
 log = logging.getLogger(__name__)
 
 DEMO_OUT = "./mdafuse-demo"
-SALT_ENV = "MDAFUSE_PSEUDONYM_SALT"
 #: Test-only: the model stage runs on this torch device whatever GPUs Ray scheduled it on, so that
 #: GPU scheduling can be tested with logical GPUs on a machine without one.
 DEVICE_OVERRIDE_ENV = "MDAFUSE_DEVICE_OVERRIDE"
@@ -60,7 +59,6 @@ FORWARD_ENV = (
     DEVICE_OVERRIDE_ENV,
     "MDAFUSE_STORAGE_RETRIES",
 )
-_UID_RE = re.compile(r"(?<![\w.])[0-2](?:\.\d+){4,}(?![\w.])")
 
 
 class JobError(RuntimeError):
@@ -241,65 +239,6 @@ def salt_is_default(demo: bool, logger: logging.Logger = log) -> bool:
 
 
 # ----------------------------------------------------------------------------- privacy of messages
-
-
-def location_forms(location: str) -> list[str]:
-    """The ways an input location can appear in a message, longest first.
-
-    ``s3://bucket/a/b/c`` also appears as ``bucket/a/b/c`` and ``a/b/c`` (boto3, pyarrow), URL-quoted
-    (``a%2Fb%2Fc``), and as its parent prefixes ``a/b`` (listing errors); a local path also as its
-    resolved form and its parent folders below the first level.
-    """
-    from urllib.parse import quote
-
-    loc = str(location or "").strip()
-    if not loc:
-        return []
-    forms = {loc}
-    if storage.is_s3(loc):
-        bucket, _, key = loc[len("s3://") :].partition("/")
-        key = key.strip("/")
-        if key:
-            parts = key.split("/")
-            forms |= {f"{bucket}/{key}", key, quote(key), quote(key, safe=""), quote(f"{bucket}/{key}", safe="")}
-            forms |= {"/".join(parts[:n]) for n in range(2, len(parts))}
-    else:
-        for path in {loc.rstrip("/"), os.path.realpath(loc)}:
-            forms.add(path)
-            parts = [p for p in path.split(os.sep) if p]
-            forms |= {os.sep + os.sep.join(parts[:n]) for n in range(2, len(parts))}
-            forms.add(quote(path))
-    return sorted((f for f in forms if len(f) > 1), key=len, reverse=True)
-
-
-def scrub_locations(message: str, locations: dict[str, str], work: str = "", uids: tuple[str, ...] = ()) -> str:
-    """Remove identifying text from a message: input locations, a work folder and DICOM UIDs.
-
-    Args:
-        message: the text (an error or warning).
-        locations: role -> input location (e.g. ``{"mr": ..., "pet": ...}``); every form of it
-            (:func:`location_forms`) becomes ``<role>``, a file name after it ``<role>/<file>``,
-            and an S3 location's bucket name ``<bucket>``.
-        work: a local work folder, replaced by ``<tmp>``.
-        uids: UIDs known to the caller; these and every other dotted UID of 5+ components become
-            ``<uid:XXXXXXXX>``, a short salted pseudonym that stays the same for the same UID.
-    """
-    from mdafuse.io.volume import pseudonym
-
-    subs = [(work, "<tmp>")] if work else []
-    subs += [(uid, f"<uid:{pseudonym('uid|' + uid, length=8)}>") for uid in uids if uid]
-    buckets = set()
-    for role, loc in locations.items():
-        subs += [(form, f"<{role}>") for form in location_forms(loc)]
-        if storage.is_s3(str(loc or "")):
-            buckets.add(str(loc)[len("s3://") :].split("/", 1)[0])
-    for old, new in sorted(subs, key=lambda s: -len(s[0])):
-        message = message.replace(old, new)
-    roles = "|".join(re.escape(r) for r in [*locations, "tmp"])
-    message = re.sub(rf"<({roles})>/[^\s'\"`,;:()\[\]]+", r"<\1>/<file>", message)
-    for bucket in buckets:
-        message = re.sub(rf"(?<![\w.-]){re.escape(bucket)}(?![\w.-])", "<bucket>", message)
-    return _UID_RE.sub(lambda m: f"<uid:{pseudonym('uid|' + m.group(0), length=8)}>", message)
 
 
 # ----------------------------------------------------------------------------- result tables
@@ -715,11 +654,45 @@ def ray_and_pool(args, store: Store, units: int | None) -> tuple:
     return ray, plan
 
 
-def stream_into(writer: "TableWriter", stream, plan: "PoolPlan", wait_s: float):
-    """Run ``stream()`` (which hands rows to ``writer``), flush the writer whatever happens, and
-    turn an actor pool that never started into a one-line :class:`JobError`."""
+@contextmanager
+def spread_pool(ray, plan: "PoolPlan", wait_s: float) -> Iterator[dict]:
+    """Extra remote args for the model actors: a fixed pool on several nodes gets one slot per node.
+
+    Ray Data's default SPREAD is a round robin shared with every decode and write task, so two
+    actors created around one task can land on the same node (seen: every row of a two-node run
+    from one node). A placement group with one bundle per actor, spread over the nodes, gives each
+    actor its own slot. Autoscaling pools and single nodes keep Ray's placement: a group reserves
+    all its bundles at once, which would hold an autoscaling pool at its maximum.
+    """
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+    bundle = {k: v for k, v in (("CPU", plan.cpus_per_worker), ("GPU", plan.gpus_per_worker)) if v > 0}
+    if not plan.fixed or plan.max_workers < 2 or len(nodes) < 2 or not bundle:
+        yield {}
+        return
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = placement_group([dict(bundle) for _ in range(plan.max_workers)], strategy="SPREAD")
     try:
-        return stream()
+        if group.wait(timeout_seconds=max(1.0, float(wait_s))):
+            log.info("model actors: %d slots reserved over %d nodes", plan.max_workers, len(nodes))
+            yield {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_capture_child_tasks=False)}
+        else:
+            log.warning("model actors: no room for %d slots of %s within %.0f s; Ray places them", plan.max_workers, bundle, wait_s)
+            yield {}
+    finally:
+        remove_placement_group(group)
+
+
+def stream_into(writer: "TableWriter", stream, plan: "PoolPlan", wait_s: float):
+    """Run ``stream(pool_args)`` (which hands rows to ``writer``; ``pool_args`` are extra remote args
+    of the model actors, see :func:`spread_pool`), flush the writer whatever happens, and turn an
+    actor pool that never started into a one-line :class:`JobError`."""
+    import ray
+
+    try:
+        with spread_pool(ray, plan, wait_s) as pool_args:
+            return stream(pool_args)
     except Exception as exc:
         explained = explain_start_failure(exc, plan, wait_s)
         if explained is None:
@@ -885,7 +858,7 @@ def write_demo_input(out: Store, folder_name: str, subjects: int, timepoints: in
     import shutil
     import tempfile
 
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     if not out.is_s3:
         folder = Path(out.uri(folder_name))

@@ -131,6 +131,7 @@ class TrackSubjects:
         """Rows of one subject; never raises (a failure becomes one error row)."""
         from mdafuse.io.pair import read_volume
         from mdafuse.io.resample import resample_to
+        from mdafuse.longitudinal.report import write_report
         from mdafuse.longitudinal.track import TimepointInput, TrackConfig, track_subject
 
         cfg = self.config
@@ -153,7 +154,8 @@ class TrackSubjects:
                 tps.append(TimepointInput(mr.data, pet.data, tp["session"], mr.spacing))
             local_out = Path(work) / "out"
             modality = cfg.modality or baseline_modality(timepoints, notes)
-            result = track_subject(tps, TrackConfig(subject=subject_id, out_dir=local_out, fuse=cfg.fuse, fusion_weights=cfg.weights, fusion_modality=modality, device=cfg.device))
+            track_config = TrackConfig(subject=subject_id, fuse=cfg.fuse, fusion_weights=cfg.weights, fusion_modality=modality, device=cfg.device)
+            result = write_report(track_subject(tps, track_config), tps, track_config, local_out)
             for name in ("lesions.parquet", "lesions.csv", "tracking.png"):
                 if (local_out / name).is_file():
                     outputs.write_bytes(name, (local_out / name).read_bytes())
@@ -304,7 +306,7 @@ def run(args: argparse.Namespace) -> dict:
             runtime.write_parquet(layout.run_dir, f"tracking-attempts/{attempt}.parquet", record)
             ray, plan = runtime.ray_and_pool(args, store, todo.num_rows)
             writer = runtime.TableWriter(table_root, row_schema(), attempt, key="subject", guard=att.guard)
-            runtime.stream_into(writer, lambda: _stream_subjects(ray, todo, cfg, plan, args, writer), plan, args.wait_for_workers)
+            runtime.stream_into(writer, lambda pool_args: _stream_subjects(ray, todo, cfg, plan, args, writer, pool_args), plan, args.wait_for_workers)
         wall = time.perf_counter() - t0
         statuses: dict[str, str] = {}
         workers: set[str] = set()
@@ -336,7 +338,7 @@ def run(args: argparse.Namespace) -> dict:
         return summary
 
 
-def _stream_subjects(ray, todo: pa.Table, cfg: TrackJobConfig, plan: runtime.PoolPlan, args: argparse.Namespace, writer: runtime.TableWriter) -> None:
+def _stream_subjects(ray, todo: pa.Table, cfg: TrackJobConfig, plan: runtime.PoolPlan, args: argparse.Namespace, writer: runtime.TableWriter, pool_args: dict) -> None:
     from tqdm import tqdm
 
     ray.data.DataContext.get_current().wait_for_min_actors_s = max(1, int(args.wait_for_workers))
@@ -344,7 +346,7 @@ def _stream_subjects(ray, todo: pa.Table, cfg: TrackJobConfig, plan: runtime.Poo
     ds = runtime.one_row_blocks(ray, todo)
     ds = ds.map_batches(
         TrackSubjects, fn_constructor_kwargs={"config": cfg}, batch_size=1, batch_format="numpy", compute=plan.strategy(),
-        num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker, runtime_env=env,
+        num_cpus=plan.cpus_per_worker, num_gpus=plan.gpus_per_worker, runtime_env=env, **pool_args,
     )
     bar = tqdm(total=todo.num_rows, unit="subject", desc=f"track {cfg.cohort}/{cfg.run_id}", disable=args.quiet, file=sys.stderr)
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from mdafuse.fusion.enhance import enhance
 if TYPE_CHECKING:
     from mdafuse.longitudinal.track import TimepointInput, TrackConfig, TrackResult
 
-__all__ = ["write_table", "write_figure", "display_slice"]
+__all__ = ["write_report", "write_table", "write_figure", "display_slice", "fuse_for_display"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,31 @@ def display_slice(track_labels: list[np.ndarray]) -> int:
     return int(np.argmax(counts))
 
 
+def write_report(result: "TrackResult", timepoints: list["TimepointInput"], config: "TrackConfig", out_dir: str | Path, figure: bool = True) -> "TrackResult":
+    """Write a tracked subject's ``lesions.parquet``, ``lesions.csv`` and (``figure``) ``tracking.png``.
+
+    Returns:
+        ``result`` with its ``parquet_path``, ``csv_path`` and ``figure_path`` set.
+    """
+    out = Path(out_dir)
+    result.parquet_path, result.csv_path = write_table(result.table, out)
+    if figure:
+        result.figure_path = write_figure(result, timepoints, config, out / "tracking.png")
+    return result
+
+
+def fuse_for_display(mr: np.ndarray, pet: np.ndarray, config: "TrackConfig") -> np.ndarray:
+    """Fused grey slice for display; falls back to the MR/PET average if fusion is unavailable."""
+    if config.fuse:
+        try:
+            from mdafuse.fusion.pipeline import fuse_pair
+
+            return np.asarray(fuse_pair(mr, pet, weights=config.fusion_weights, device=config.device, modality=config.fusion_modality), dtype=np.float32)
+        except (ImportError, OSError, ValueError, RuntimeError) as exc:
+            warnings.warn(f"fusion unavailable for the tracking figure ({exc}); showing the MR/PET average", stacklevel=3)
+    return (0.5 * (mr + pet)).astype(np.float32)
+
+
 def _normalise(mr: np.ndarray, hi: float) -> np.ndarray:
     return np.clip(mr / hi, 0.0, 1.0).astype(np.float32) if hi > 0 else np.zeros_like(mr, dtype=np.float32)
 
@@ -56,8 +82,6 @@ def write_figure(result: "TrackResult", timepoints: list["TimepointInput"], conf
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from mdafuse.longitudinal.track import _fuse_for_display
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     z = display_slice(result.track_labels)
@@ -70,7 +94,7 @@ def write_figure(result: "TrackResult", timepoints: list["TimepointInput"], conf
     for t in range(n):
         mr = _normalise(take(result.aligned_mr[t]), mr_hi)
         pet = _normalise(take(result.aligned_suv[t]), suv_hi)
-        fused = _fuse_for_display(mr, pet, config)
+        fused = fuse_for_display(mr, pet, config)
         shown = enhance(fused, pet, config.enhance)
         ax = axes[t]
         ax.imshow(shown, interpolation="nearest")

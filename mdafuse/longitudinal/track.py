@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,9 +99,6 @@ class TrackConfig:
         fusion_modality: functional modality of the uptake images (PET, SPECT; DICOM PT, NM),
             picking the shipped fusion weights when ``fusion_weights`` is None (None: PET's).
         device: torch device for fusion.
-        out_dir: where to write ``lesions.parquet``, ``lesions.csv`` and ``tracking.png``; None
-            writes nothing.
-        figure: draw the figure (needs ``out_dir``).
         suv_display_max: SUV shown as full scale in the figure (None: baseline 99.9th percentile).
     """
 
@@ -115,8 +111,6 @@ class TrackConfig:
     fusion_weights: str | None = None
     fusion_modality: str | None = None
     device: str = "cpu"
-    out_dir: Path | None = None
-    figure: bool = True
     suv_display_max: float | None = None
 
     def __post_init__(self) -> None:
@@ -136,7 +130,8 @@ class TrackResult:
             track id).
         aligned_mr: per time point, MR resampled into the baseline frame.
         aligned_suv: per time point, SUV resampled into the baseline frame.
-        parquet_path, csv_path, figure_path: written files (None when not written).
+        parquet_path, csv_path, figure_path: files written by
+            :func:`mdafuse.longitudinal.report.write_report` (None until then).
     """
 
     table: pa.Table
@@ -305,24 +300,4 @@ def track_subject(timepoints: list[TimepointInput], config: TrackConfig | None =
                 rows[k].append(v)
     table = pa.Table.from_pydict(rows, schema=TABLE_SCHEMA)
 
-    result = TrackResult(table, transforms, registrations, track_labels, aligned_mr, aligned_suv)
-    if cfg.out_dir is not None:
-        from mdafuse.longitudinal.report import write_figure, write_table
-
-        out = Path(cfg.out_dir)
-        result.parquet_path, result.csv_path = write_table(table, out)
-        if cfg.figure:
-            result.figure_path = write_figure(result, timepoints, cfg, out / "tracking.png")
-    return result
-
-
-def _fuse_for_display(mr: np.ndarray, pet: np.ndarray, cfg: TrackConfig) -> np.ndarray:
-    """Fused grey slice for display; falls back to the MR/PET average if fusion is unavailable."""
-    if cfg.fuse:
-        try:
-            from mdafuse.fusion.pipeline import fuse_pair
-
-            return np.asarray(fuse_pair(mr, pet, weights=cfg.fusion_weights, device=cfg.device, modality=cfg.fusion_modality), dtype=np.float32)
-        except (ImportError, OSError, ValueError, RuntimeError) as exc:
-            warnings.warn(f"fusion unavailable for the tracking figure ({exc}); showing the MR/PET average", stacklevel=3)
-    return (0.5 * (mr + pet)).astype(np.float32)
+    return TrackResult(table, transforms, registrations, track_labels, aligned_mr, aligned_suv)

@@ -16,7 +16,7 @@ Rotation is in-plane only (about the z axis); for volumes the shift is ``(dz, dy
 single slices ``(dy, dx)``. Resampling a moving image into the reference frame is therefore
 ``aligned(q) = moving(T(q))`` (see :meth:`RigidTransform.to_reference`), and simulating a moving
 image from a reference-frame image is ``moving(p) = reference(T^-1(p))``
-(:meth:`RigidTransform.to_moving`).
+(the inverse transform's :meth:`RigidTransform.to_reference`).
 """
 
 from __future__ import annotations
@@ -120,7 +120,3 @@ class RigidTransform:
         src = moving.astype(np.float32) if order > 0 else moving
         out = ndimage.map_coordinates(src, coords, order=order, mode="constant", cval=cval, prefilter=order > 1)
         return out.astype(moving.dtype if order == 0 else np.float32)
-
-    def to_moving(self, reference: np.ndarray, order: int = 1, cval: float = 0.0) -> np.ndarray:
-        """Resample a reference-frame image into the moving frame: ``moving(p) = reference(T^-1(p))``."""
-        return self.inverse().to_reference(reference, order=order, cval=cval)

@@ -2,7 +2,7 @@
 
 Every public metric takes ``(a, b, f)``: source A, source B and the fused image F, each grey
 ``(H, W)`` or colour ``(H, W, 3)`` float32/float64 in [0, 1]. Colour images are scored on their
-luminance (BT.601 Y, :func:`mdafuse.fusion.color.luminance`). All arithmetic is float64.
+luminance (BT.601 Y, :func:`mdafuse.color.luminance`). All arithmetic is float64.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from mdafuse.fusion.color import luminance
+from mdafuse.color import luminance
 
 __all__ = ["as_grey", "prepare", "quantize", "pearson", "gaussian_kernel", "filter_valid", "reduce_pair", "check_base"]
 

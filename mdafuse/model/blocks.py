@@ -186,20 +186,3 @@ class DirectHead(nn.Module):
             return decoded
         ref = torch.maximum(mr, functional) if self.rule == "max" else 0.5 * (mr + functional)
         return (1.0 - self.salient_skip) * decoded + self.salient_skip * ref
-
-
-class BlendHead(nn.Module):
-    """Per-pixel blend of the sources plus a bounded residual: ``(B, 2, H, W) -> (B, 1, H, W)``.
-
-    ``F = w * MR + (1 - w) * Y + s * tanh(r)`` with ``w = sigmoid(logit)``; the result is clamped
-    to [0, 1] at inference only, so training keeps its gradients.
-    """
-
-    def __init__(self, residual_scale: float) -> None:
-        super().__init__()
-        self.residual_scale = residual_scale
-
-    def forward(self, logits: torch.Tensor, mr: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
-        w = torch.sigmoid(logits[:, :1])
-        fused = w * mr + (1.0 - w) * functional + self.residual_scale * torch.tanh(logits[:, 1:2])
-        return fused if self.training else fused.clamp(0.0, 1.0)

@@ -6,7 +6,10 @@ import json
 from dataclasses import asdict, dataclass
 
 
-HEADS = ("direct", "blend")
+#: Fields every weights file written before 0.2 carries in its config (the output head was
+#: selectable then); they are written with these fixed values so that shipped weights rebuild to
+#: the same bytes and sha256, and only these values are accepted back.
+LEGACY_FORMAT_FIELDS = {"head": "direct", "residual_scale": 0.2}
 #: Fixed fusion rules the salient skip can copy from: the max rule or the plain average.
 SKIP_RULES = ("max", "mean")
 
@@ -28,13 +31,9 @@ class MdAFuseConfig:
         mfm_channels: channels at 1/4 scale after depthwise-separable convolutions.
         mfm_expand: expansion ratio of the inverted-residual block.
         features: channels of each per-image feature map (CF, FF and MF all have this width).
-        decoder_channels: widths of the decoder convolutions before the output layer.
-        head: what the decoder's last layer predicts. ``"direct"``: the fused image itself
-            (``(tanh + 1) / 2``, as in the paper). ``"blend"``: a per-pixel weight ``w`` and a
-            bounded detail residual ``r``, with ``F = w * MR + (1 - w) * Y + r``; the fused
-            image then keeps source intensities exactly where one source is selected.
-        residual_scale: bound of ``|r|`` for the ``"blend"`` head.
-        salient_skip: share ``g`` of the ``"direct"`` head's output taken straight from the max rule,
+        decoder_channels: widths of the decoder convolutions before the output layer, whose
+            output ``(tanh + 1) / 2`` is the fused image (as in the paper).
+        salient_skip: share ``g`` of the output taken straight from the max rule,
             ``F = (1 - g) * D + g * max(MR, Y)`` with ``D`` the decoded image. The paper's element-wise
             maximum keeps salient content in feature space; this skip also keeps a fixed share of the
             salient source intensities (uptake, bright anatomy) exactly. 0 is the paper's output.
@@ -53,8 +52,6 @@ class MdAFuseConfig:
     mfm_expand: int = 2
     features: int = 16
     decoder_channels: tuple[int, ...] = (16, 8)
-    head: str = "direct"
-    residual_scale: float = 0.2
     salient_skip: float = 0.0
     skip_rule: str = "max"
 
@@ -67,25 +64,23 @@ class MdAFuseConfig:
             chans = getattr(self, name)
             if not chans or any(c < 1 for c in chans):
                 raise ValueError(f"{name} must be a non-empty tuple of positive ints; got {chans}")
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}; got {self.head!r}")
-        if self.residual_scale < 0:
-            raise ValueError(f"residual_scale must be >= 0; got {self.residual_scale}")
         if not 0.0 <= self.salient_skip < 1.0:
             raise ValueError(f"salient_skip must be in [0, 1); got {self.salient_skip}")
         if self.skip_rule not in SKIP_RULES:
             raise ValueError(f"skip_rule must be one of {SKIP_RULES}; got {self.skip_rule!r}")
-        if self.salient_skip and self.head != "direct":
-            raise ValueError(f"salient_skip applies to the 'direct' head only; got head={self.head!r}")
         if min(self.mfm_stem, self.mfm_channels, self.mfm_expand, self.features) < 1:
             raise ValueError("mfm_stem, mfm_channels, mfm_expand and features must be positive")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps({**asdict(self), **LEGACY_FORMAT_FIELDS}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "MdAFuseConfig":
         raw = json.loads(text)
+        for key, value in LEGACY_FORMAT_FIELDS.items():
+            found = raw.pop(key, value)
+            if found != value:
+                raise ValueError(f"{key}={found!r}: this network's output head was an experiment removed in 0.2 (docs/research/); only {key}={value!r} loads")
         for key in ("cfm_channels", "ffm_channels", "decoder_channels"):
             if key in raw:
                 raw[key] = tuple(raw[key])

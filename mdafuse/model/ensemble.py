@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -42,7 +42,7 @@ class EnsembleConfig:
         return len(self.members) * (len(FLIP_VIEWS) if self.flip_average else 1)
 
     def to_json(self) -> str:
-        return json.dumps({"members": [asdict(m) for m in self.members], "flip_average": self.flip_average}, sort_keys=True)
+        return json.dumps({"members": [json.loads(m.to_json()) for m in self.members], "flip_average": self.flip_average}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "EnsembleConfig":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mdafuse.model.blocks import AdaptiveAffine, BlendHead, CoarseFeatureModule, Decoder, DirectHead, FineFeatureModule, MultiScaleFeatureModule
+from mdafuse.model.blocks import AdaptiveAffine, CoarseFeatureModule, Decoder, DirectHead, FineFeatureModule, MultiScaleFeatureModule
 from mdafuse.model.config import MdAFuseConfig
 
 
@@ -50,9 +50,8 @@ class MdAFuseNet(nn.Module):
         self.config = cfg or MdAFuseConfig()
         self.extractor = FeatureExtractor(self.config)
         self.affine = AdaptiveAffine(2 * self.config.features)
-        blend = self.config.head == "blend"
-        self.decoder = Decoder(2 * self.config.features, self.config.decoder_channels, out_channels=2 if blend else 1)
-        self.head = BlendHead(self.config.residual_scale) if blend else DirectHead(self.config.salient_skip, self.config.skip_rule)
+        self.decoder = Decoder(2 * self.config.features, self.config.decoder_channels, out_channels=1)
+        self.head = DirectHead(self.config.salient_skip, self.config.skip_rule)
 
     def forward(self, mr: torch.Tensor, functional: torch.Tensor) -> torch.Tensor:
         if mr.ndim != 4 or mr.shape[1] != 1:

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mdafuse.fusion.color import RGB_TO_YCBCR
+from mdafuse.color import RGB_TO_YCBCR
 from mdafuse.metrics._common import RANGE_TOL
 from mdafuse.metrics.gradient import DIAGONAL_WEIGHT, QABF_CONSTANTS
 from mdafuse.metrics.registry import METRICS
@@ -176,7 +176,7 @@ def _check_values(x: Tensor, name: str) -> None:
 
 
 def _luminance(rgb: Tensor) -> Tensor:
-    """BT.601 Y of ``(B, H, W, 3)`` RGB, rounded to float32 as :func:`mdafuse.fusion.color.luminance`."""
+    """BT.601 Y of ``(B, H, W, 3)`` RGB, rounded to float32 as :func:`mdafuse.color.luminance`."""
     weights = torch.as_tensor(RGB_TO_YCBCR[0], dtype=rgb.dtype, device=rgb.device)
     y = rgb[..., 0] * weights[0] + rgb[..., 1] * weights[1] + rgb[..., 2] * weights[2]
     return y.to(torch.float32)

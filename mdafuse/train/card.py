@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mdafuse.data import MODALITY_FOLDERS, load_split, split_pairs
-from mdafuse.fusion.color import luminance, rgb_to_ycbcr
+from mdafuse.color import luminance, rgb_to_ycbcr
 from mdafuse.fusion.pipeline import Fuser
 from mdafuse.io.pair import IMAGE_KIND, load_pair
 from mdafuse.model.config import MdAFuseConfig
@@ -76,8 +76,6 @@ def _loss_text(w: LossWeights) -> str:
 
 
 def _output_text(model: MdAFuseConfig) -> str:
-    if model.head == "blend":
-        return f"output head: per-pixel blend of MR and Y plus a residual bounded by {model.residual_scale:g}"
     if model.salient_skip:
         g = model.salient_skip
         ref = "max(MR, Y)" if model.skip_rule == "max" else "(MR + Y) / 2"
@@ -91,12 +89,12 @@ def _departure_text(model: MdAFuseConfig) -> str:
     if model.skip_rule == "mean":
         return (
             f"; a skip copies a share {model.salient_skip:g} of the output from the average of the two inputs, the image of least "
-            "error, so the decoder alone adds contrast and detail (why: `benchmarks/results/loss_study.md`)"
+            "error, so the decoder alone adds contrast and detail (why: `docs/research/README.md`)"
         )
     return (
         f"; a salient skip copies a share {model.salient_skip:g} of the output from the max rule of the two inputs (the paper keeps "
         "salient content with the element-wise maximum in feature space only), so bright uptake and anatomy are kept exactly in "
-        "that share (why: `benchmarks/results/loss_study.md`)"
+        "that share (why: `docs/research/README.md`)"
     )
 
 
@@ -135,8 +133,7 @@ def _benchmark_lines() -> list[str]:
         "",
         "- Held-out comparison with the classical baselines on every metric: `benchmarks/results/harvard/` "
         "(`mdafuse benchmark MR-PET -o benchmarks/results/harvard/MR-PET`, same for MR-SPECT).",
-        "- How the loss weights were chosen, and how far the 6-of-9 metric target is: `benchmarks/results/loss_study.md`, "
-        "`benchmarks/results/metric_bounds.md`.",
+        "- How the loss weights were chosen, and how far the 6-of-9 metric target is: `docs/research/README.md`.",
     ]
 
 
@@ -229,7 +226,7 @@ def write_ensemble_card(
         f"- **What it is**: the mean fused luminance of {len(members)} MdAFuse networks"
         + (", each also applied to the pair flipped left-right, up-down and both (outputs flipped back)" if flip_average else "")
         + f": {views} network evaluations per pair. No training of its own; each member is a network trained as its card says. "
-        "Why an ensemble: `benchmarks/results/loss_study.md` (ensembles).",
+        "Why an ensemble: `docs/research/README.md` (ensembles).",
         "",
         "## Members",
         "",

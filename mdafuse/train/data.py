@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from mdafuse.data import PairPaths
-from mdafuse.fusion.color import luminance
+from mdafuse.color import luminance
 from mdafuse.io.images import read_pair
 
 __all__ = ["load_pairs", "PatchSampler"]

@@ -24,7 +24,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the loss terms (defaults: the shipped model's recipe; see benchmarks/results/loss_study.md).
+    """Weights of the loss terms (defaults: the shipped model's recipe; see docs/research/README.md).
 
     Attributes:
         ssim_mr: weight of ``1 - SSIM(F, MR)`` (keeps MR anatomy).

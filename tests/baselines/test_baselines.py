@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mdafuse.baselines import BASELINES, average, dwt, fuse_color, gff, ihs, laplacian, latlrr, nsst, pca
-from mdafuse.fusion.color import rgb_to_ycbcr
+from mdafuse.color import rgb_to_ycbcr
 
 
 def _smooth_pair(shape: tuple[int, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

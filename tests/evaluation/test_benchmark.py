@@ -1,4 +1,4 @@
-"""Tests of the benchmark (mdafuse.evaluation.benchmark) and the ``mdafuse benchmark`` command."""
+"""Tests of the benchmark (mdafuse.evaluation: run, statistics, report, plots) and the ``mdafuse benchmark`` command."""
 
 from __future__ import annotations
 
@@ -11,18 +11,11 @@ import pytest
 from PIL import Image
 
 from mdafuse.baselines import fuse_color
-from mdafuse.evaluation.benchmark import (
-    _example_indices,
-    best_methods,
-    normalised_scores,
-    paired_difference,
-    paired_margins,
-    relative_margin,
-    resolve_pairs,
-    run_benchmark,
-    summarise,
-)
-from mdafuse.fusion.color import luminance
+from mdafuse.evaluation.report import summarise
+from mdafuse.evaluation.run import _example_indices, resolve_pairs, run_benchmark
+from mdafuse.evaluation.statistics import best_methods, normalised_scores, paired_difference, paired_margins
+from research.common import relative_margin
+from mdafuse.color import luminance
 from mdafuse.io.images import read_pair
 from mdafuse.metrics import METRICS, SEED_METRICS
 
@@ -286,6 +279,6 @@ def test_cli_benchmark(tmp_path, capsys):
 
 def test_default_methods_include_mdafuse_first():
     from mdafuse.baselines import BASELINES
-    from mdafuse.evaluation.benchmark import available_methods
+    from mdafuse.evaluation.methods import available_methods
 
     assert available_methods() == ["mdafuse", *BASELINES]

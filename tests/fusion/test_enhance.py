@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdafuse.fusion.color import rgb_to_ycbcr
+from mdafuse.color import rgb_to_ycbcr
 from mdafuse.fusion.enhance import EnhanceConfig, apply_colormap, energy_map, energy_weight, enhance
 
 

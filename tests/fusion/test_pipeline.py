@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mdafuse.data import MODALITY_FOLDERS, split_pairs
-from mdafuse.fusion.color import rgb_to_ycbcr, ycbcr_to_rgb
+from mdafuse.color import rgb_to_ycbcr, ycbcr_to_rgb
 from mdafuse.fusion.pipeline import Fuser, fuse_pair
 from mdafuse.io.images import read_pair
 from mdafuse.metrics import compute_all

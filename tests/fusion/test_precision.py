@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mdafuse.data import split_pairs
-from mdafuse.fusion.color import rgb_to_ycbcr
+from mdafuse.color import rgb_to_ycbcr
 from mdafuse.fusion.pipeline import PRECISIONS, Fuser
 from mdafuse.io.images import read_pair
 

@@ -14,7 +14,8 @@ from mdafuse.io.derived import write_derived_dicom, write_derived_nifti, write_p
 from mdafuse.io.dicom import read_dicom_series
 from mdafuse.io.images import read_image
 from mdafuse.io.nifti import read_nifti
-from mdafuse.io.volume import Volume, pseudonym
+from mdafuse.io.volume import Volume
+from mdafuse.privacy import pseudonym
 from tests.io.test_dicom import PATIENT, make_affine, rotation_z, write_series
 
 

@@ -1,7 +1,7 @@
 """Tests of mdafuse.io.dicom: slice ordering, geometry, rescaling, SUV and error reporting.
 
 Small series (a few slices of 6 x 7 pixels) are written into tmp_path with
-``mdafuse.io.demo_cohort.write_dicom_series``; bad inputs are made by editing those files.
+``mdafuse.synthetic.demo_cohort.write_dicom_series``; bad inputs are made by editing those files.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import PositronEmissionTomographyImageStorage, generate_uid
 
-from mdafuse.io.demo_cohort import PatientInfo, PetDose, write_dicom_series
+from mdafuse.synthetic.demo_cohort import PatientInfo, PetDose, write_dicom_series
 from mdafuse.io.derived import new_file_dataset
 from mdafuse.io.dicom import (
     DicomSeriesError,
@@ -27,7 +27,8 @@ from mdafuse.io.dicom import (
     read_dicom_series,
     suv_scale,
 )
-from mdafuse.io.volume import pseudonym
+from mdafuse.privacy import pseudonym
+from tests.geometry import index_to_patient, patient_to_index
 
 PATIENT = PatientInfo(name="DOE^JANE", patient_id="PID12345", birth_date="19600102", sex="F", weight_kg=70.0)
 INJECTION = datetime(2024, 3, 1, 10, 0, 0)
@@ -125,8 +126,8 @@ def test_oblique_series_sorted_along_normal(tmp_path: Path) -> None:
     np.testing.assert_allclose(vol.affine, affine, atol=1e-6)
     np.testing.assert_array_equal(vol.data, np.rint(data * 4095.0))
     # The centre of voxel (z=2, y=3, x=4) is where the affine puts it.
-    np.testing.assert_allclose(vol.index_to_patient([2, 3, 4]), affine[:3, :3] @ [4, 3, 2] + affine[:3, 3], atol=1e-9)
-    np.testing.assert_allclose(vol.patient_to_index(vol.index_to_patient([2.5, 1.0, 0.25])), [2.5, 1.0, 0.25], atol=1e-9)
+    np.testing.assert_allclose(index_to_patient(vol, [2, 3, 4]), affine[:3, :3] @ [4, 3, 2] + affine[:3, 3], atol=1e-9)
+    np.testing.assert_allclose(patient_to_index(vol, index_to_patient(vol, [2.5, 1.0, 0.25])), [2.5, 1.0, 0.25], atol=1e-9)
 
 
 def test_rescale_slope_intercept_applied_per_slice(tmp_path: Path) -> None:

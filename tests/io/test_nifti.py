@@ -10,6 +10,7 @@ import pytest
 
 from mdafuse.io.nifti import NiftiError, read_nifti, write_nifti
 from mdafuse.io.volume import Volume
+from tests.geometry import index_to_patient
 
 
 def oblique_affine() -> np.ndarray:
@@ -42,7 +43,7 @@ def test_ras_conversion_and_axis_order(tmp_path: Path) -> None:
     np.testing.assert_allclose(img.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine, atol=1e-5)
     # The voxel's RAS position from nibabel equals its LPS position from the Volume with x, y negated.
     ras = img.affine @ [2, 1, 3, 1]
-    lps = Volume(data=data, affine=affine).index_to_patient([3, 1, 2])
+    lps = index_to_patient(Volume(data=data, affine=affine), [3, 1, 2])
     np.testing.assert_allclose(ras[:3], lps * [-1, -1, 1], atol=1e-4)
 
 
@@ -55,8 +56,8 @@ def test_read_external_ras_file(tmp_path: Path) -> None:
     vol = read_nifti(tmp_path / "ext.nii.gz")
     assert vol.shape == (4, 3, 2)
     assert vol.data[3, 2, 1] == arr[1, 2, 3]
-    np.testing.assert_allclose(vol.index_to_patient([0, 0, 0]), [-10.0, -20.0, 30.0])
-    np.testing.assert_allclose(vol.index_to_patient([0, 0, 1]), [-11.0, -20.0, 30.0])
+    np.testing.assert_allclose(index_to_patient(vol, [0, 0, 0]), [-10.0, -20.0, 30.0])
+    np.testing.assert_allclose(index_to_patient(vol, [0, 0, 1]), [-11.0, -20.0, 30.0])
 
 
 def test_round_trip_rgb(tmp_path: Path) -> None:

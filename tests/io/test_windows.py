@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdafuse.fusion.color import luminance
+from mdafuse.color import luminance
 from mdafuse.io.windows import normalise_mr, pet_colormap, pet_to_rgb, window_suv
 
 

@@ -311,7 +311,7 @@ def test_dicom_cohort_with_corrupt_slice(ray_local, tmp_path):
 
     import pydicom
 
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     write_demo_cohort(tmp_path / "in", 2, 1, 0)
     with open(tmp_path / "in/manifest.csv", newline="") as f:

@@ -17,7 +17,7 @@ from mdafuse.cohort import build_pair_table
 from mdafuse.jobs import fusion_stages
 from mdafuse.jobs.fusion_rows import METRIC_NAMES, ROW_SCHEMA, normalise_row, rows_to_table
 from mdafuse.jobs.fusion_stages import FuseChunks, FusionJobConfig, finalize_pair, finish_chunks, load_chunks, reused_row
-from mdafuse.jobs.runtime import scrub_locations
+from mdafuse.privacy import scrub_locations
 
 
 def _batch(records: list[dict]) -> dict:
@@ -81,7 +81,7 @@ def _config(out: Path, run: str = "r", **kw) -> FusionJobConfig:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     root = tmp_path_factory.mktemp("demo")
     write_demo_cohort(root / "cohort", 1, 1, 0)
@@ -316,7 +316,7 @@ def test_error_done_records_are_not_reused(volume_result, tmp_path):
 
 
 def test_scrub_locations_pseudonymises_uids():
-    from mdafuse.io.volume import pseudonym
+    from mdafuse.privacy import pseudonym
 
     series = "1.2.826.0.1.3680043.8.498.12345678901234567890"
     other = "1.3.6.1.4.1.9590.100.1.2.999"

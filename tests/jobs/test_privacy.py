@@ -42,7 +42,7 @@ def _stamp(folder: Path, **attrs) -> set[str]:
 
 @pytest.mark.slow
 def test_no_location_or_identifier_leaks(s3_server, tmp_path):
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     write_demo_cohort(tmp_path / "demo", 3, 1, 0)
     series = _series_dirs(tmp_path / "demo")

@@ -16,12 +16,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mdafuse.jobs.lease import LeaseHeld, RunLease
-from mdafuse.storage import PreconditionFailed, Store, is_transient, put_if_absent, put_if_match, read_with_token, with_retries
+from mdafuse.storage import PreconditionFailed, Store, is_transient, with_retries
 from tests.jobs.cohorts import make_png_cohort
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,7 +277,7 @@ def test_interrupt_prints_one_line_and_leaves_no_process(tmp_path, sig):
 
 
 def test_salt_set_but_empty_is_treated_as_unset(monkeypatch, caplog):
-    from mdafuse.io.volume import default_salt
+    from mdafuse.privacy import default_salt
     from mdafuse.jobs.runtime import salt_is_default
 
     monkeypatch.setenv("MDAFUSE_PSEUDONYM_SALT", "")

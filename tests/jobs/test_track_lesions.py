@@ -14,7 +14,7 @@ from mdafuse.cohort import build_pair_table
 
 
 def test_track_job(ray_local, tmp_path):
-    from mdafuse.io.demo_cohort import write_demo_cohort
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     cohort = tmp_path / "cohort"
     write_demo_cohort(cohort, 1, 2, 0)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mdafuse.fusion.color import luminance
+from mdafuse.color import luminance
 from mdafuse.metrics import METRICS, SEED_METRICS, MetricSpec, compute_all, cc, mi, ssim
 
 ALL = ["EN", "MI", "SD", "VIF", "SSIM", "SCD", "CC", "MSE", "rSFe", "Qabf", "SF", "AG", "PSNR"]

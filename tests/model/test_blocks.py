@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from mdafuse.model.blocks import (
     AdaptiveAffine,
-    BlendHead,
     CoarseFeatureModule,
     ConvBNReLU,
     Decoder,
@@ -41,20 +42,11 @@ def test_small_blocks_shapes():
     assert Decoder(8, (6, 4), out_channels=2)(x).shape == (2, 2, 33, 35)
 
 
-def test_heads_map_to_the_image_range_and_blend_exactly():
+def test_head_maps_to_the_image_range():
     logits = torch.randn(2, 1, 5, 6) * 10
     out = DirectHead()(logits, None, None)
     assert out.min() >= 0 and out.max() <= 1
-    mr, fn = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
-    head = BlendHead(residual_scale=0.2).eval()
-    # weight logit +inf selects MR, -inf selects the functional image; zero residual logit adds nothing
-    pick_mr = torch.cat([torch.full((1, 1, 4, 4), 50.0), torch.zeros(1, 1, 4, 4)], 1)
-    torch.testing.assert_close(head(pick_mr, mr, fn), mr)
-    torch.testing.assert_close(head(-pick_mr, mr, fn), fn)
-    half = torch.zeros(1, 2, 4, 4)
-    torch.testing.assert_close(head(half, mr, fn), (mr + fn) / 2)
-    big = torch.cat([torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 50.0)], 1)
-    torch.testing.assert_close(head(big, mr, fn), ((mr + fn) / 2 + 0.2).clamp(0, 1))
+    torch.testing.assert_close(out, 0.5 * (torch.tanh(logits) + 1.0))
 
 
 def test_salient_skip_mixes_the_max_rule_in_exactly():
@@ -119,14 +111,14 @@ def test_affine_is_identity_at_init_and_per_channel():
 def test_config_validation_and_json():
     with pytest.raises(ValueError, match="odd kernel"):
         MdAFuseConfig(cfm_kernel=6)
-    with pytest.raises(ValueError, match="head must be one of"):
-        MdAFuseConfig(head="sum")
     with pytest.raises(ValueError, match="ffm_channels"):
         MdAFuseConfig(ffm_channels=())
     with pytest.raises(ValueError, match=r"salient_skip must be in \[0, 1\)"):
         MdAFuseConfig(salient_skip=1.0)
-    with pytest.raises(ValueError, match="'direct' head only"):
-        MdAFuseConfig(head="blend", salient_skip=0.2)
+    with pytest.raises(ValueError, match="head='blend': this network's output head was an experiment removed"):
+        MdAFuseConfig.from_json('{"head": "blend"}')
+    # written with the fields older weights carry, so shipped weights rebuild to the same bytes
+    assert json.loads(MdAFuseConfig().to_json())["head"] == "direct" and json.loads(MdAFuseConfig().to_json())["residual_scale"] == 0.2
     assert MdAFuseConfig.from_json(MdAFuseConfig(salient_skip=0.25).to_json()).salient_skip == 0.25
     # weights written before the option existed load as the paper's head
     assert MdAFuseConfig.from_json('{"head": "direct"}').salient_skip == 0.0
