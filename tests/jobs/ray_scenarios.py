@@ -150,7 +150,8 @@ def gpus(args: dict) -> dict:
         result["scaled_rows"] = _rows(args["out"], "g", "scaled")
         result["scaled_summary"] = _summary(args["out"], "g", "scaled")
         # 3. a fixed pool of two GPU actors on the two logical GPUs, CPU stages beside them
-        result["fixed_code"] = _job(base + ["--run-id", "fixed", "--workers", "2"])
+        fixed = [args.get("fixed_cohort", args["cohort"])] + base[1:]
+        result["fixed_code"] = _job(fixed + ["--run-id", "fixed", "--workers", "2"])
         result["fixed_rows"] = _rows(args["out"], "g", "fixed")
         result["fixed_summary"] = _summary(args["out"], "g", "fixed")
     finally:
