@@ -1,6 +1,6 @@
-"""A cohort as a table of MR/PET pairs: from a manifest, a DICOM tree or a folder of PNG pairs.
+"""A cohort as a table of MR/PET pairs: from a manifest, a BIDS dataset, a DICOM tree or a folder of PNG pairs.
 
-:func:`build_pair_table` turns any of three sources into one Arrow table with a row per pair
+:func:`build_pair_table` turns any of four sources into one Arrow table with a row per pair
 (the work units of the cohort job, :data:`PAIR_SCHEMA`):
 
 * a manifest (``.csv`` or ``.parquet``, local or ``s3://``) with columns ``subject``,
@@ -8,8 +8,13 @@
   (PET, SPECT, CT; DICOM PT, NM). ``mr``/``pet`` are
   DICOM series folders, NIfTI files or 2-D images, absolute, ``s3://`` or relative to the
   manifest's folder; an empty ``pet`` is kept (the job reports the pair as an error);
-* a DICOM tree: MR and PT/NM series are paired when they share StudyInstanceUID and
-  FrameOfReferenceUID (:func:`mdafuse.io.dicom.discover_series`); the subject is the pseudonym
+* a BIDS dataset (a folder with ``dataset_description.json``): each ``pet/*_pet.nii[.gz]`` with
+  the T1w of its subject and session, or of the nearest session when asked
+  (:func:`mdafuse.io.bids.index_bids_pairs`); the session key carries the PET's ``trc``, ``rec``,
+  ``task`` and ``run`` entities; the pair is marked as from different acquisitions
+  (``frames = "differ"``), so the job registers PET to MR by default;
+* a DICOM tree: MR and PT/NM series are paired when they share StudyInstanceUID (and, preferably,
+  FrameOfReferenceUID) (:func:`mdafuse.io.dicom.discover_series`); the subject is the pseudonym
   of the PatientID and the session the study's rank within the subject;
 * a folder of 2-D pairs: ``MR/`` beside ``PET/`` (or ``SPECT/``, ``CT/``) with equal file names,
   as the Harvard atlas folders.
@@ -30,6 +35,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -38,7 +44,10 @@ from mdafuse.io.pair import IMAGE_KIND, VOLUME_KIND
 from mdafuse.privacy import pseudonym
 from mdafuse.modality import functional_modality
 
-__all__ = ["PAIR_SCHEMA", "IMAGE_SUFFIXES", "VOLUME_KIND", "IMAGE_KIND", "pair_id", "pair_kind", "build_pair_table", "read_manifest", "image_pair_paths", "discover_image_pairs", "discover_dicom_pairs", "PairSource"]
+if TYPE_CHECKING:
+    from mdafuse.io.bids import BidsSelection
+
+__all__ = ["PAIR_SCHEMA", "FRAMES_SHARED", "FRAMES_DIFFER", "discover_bids_pairs", "IMAGE_SUFFIXES", "VOLUME_KIND", "IMAGE_KIND", "pair_id", "pair_kind", "build_pair_table", "read_manifest", "image_pair_paths", "discover_image_pairs", "discover_dicom_pairs", "PairSource"]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +66,18 @@ PAIR_SCHEMA = pa.schema(
         ("pet_series_uid", pa.string()),
         ("label", pa.string()),
         ("modality", pa.string()),
+        ("frames", pa.string()),
+        ("mr_session", pa.string()),
+        ("mr_gap_days", pa.string()),
+        ("participant", pa.string()),
+        ("note", pa.string()),
     ]
 )
+
+#: where the MR and the functional image come from, as far as the source says: "shared" (one
+#: DICOM frame of reference), "differ" (separate acquisitions: BIDS, DICOM frames that differ) or
+#: "" (unknown: manifests, 2-D folders; the affines are trusted)
+FRAMES_SHARED, FRAMES_DIFFER = "shared", "differ"
 
 
 @dataclass(frozen=True)
@@ -66,7 +85,7 @@ class PairSource:
     """What :func:`build_pair_table` found: the table and the kind of source it came from."""
 
     table: pa.Table
-    source_kind: str  # "manifest", "dicom" or "images"
+    source_kind: str  # "manifest", "bids", "dicom" or "images"
 
 
 def pair_id(cohort: str, subject: str, session: str, salt: str | None = None) -> str:
@@ -79,14 +98,15 @@ def pair_kind(mr: str) -> str:
     return IMAGE_KIND if str(mr).lower().endswith(IMAGE_SUFFIXES) else VOLUME_KIND
 
 
-def build_pair_table(source: str | os.PathLike, cohort: str, *, salt: str | None = None, endpoint: str | None = None) -> PairSource:
-    """The pair table of a manifest file, a DICOM tree or a folder of 2-D pairs.
+def build_pair_table(source: str | os.PathLike, cohort: str, *, salt: str | None = None, endpoint: str | None = None, bids: "BidsSelection | None" = None) -> PairSource:
+    """The pair table of a manifest file, a BIDS dataset, a DICOM tree or a folder of 2-D pairs.
 
     Args:
         source: manifest (``.csv``/``.parquet``, local or ``s3://``), or a local folder.
         cohort: cohort name, part of every ``pair_id``.
         salt: pseudonymisation salt (default :func:`mdafuse.privacy.default_salt`).
         endpoint: S3 endpoint for ``s3://`` manifests.
+        bids: which PET images of a BIDS dataset to take and where their T1w may come from.
 
     Returns:
         :class:`PairSource` with a :data:`PAIR_SCHEMA` table, one row per pair, sorted by pair_id.
@@ -109,6 +129,10 @@ def build_pair_table(source: str | os.PathLike, cohort: str, *, salt: str | None
         raise ValueError(f"{folder}: expected a manifest (.csv/.parquet) or a folder; got a {folder.suffix or 'plain'} file")
     if (folder / "MR").is_dir() and any((folder / f).is_dir() for f in _FUNCTIONAL_FOLDERS):
         return PairSource(discover_image_pairs(folder, cohort, salt=salt), "images")
+    from mdafuse.io.bids import is_bids_root
+
+    if is_bids_root(folder):
+        return PairSource(discover_bids_pairs(folder, cohort, selection=bids, salt=salt), "bids")
     for name in ("manifest.csv", "manifest.parquet"):
         if (folder / name).is_file():
             return PairSource(read_manifest(folder / name, cohort, salt=salt), "manifest")
@@ -116,7 +140,7 @@ def build_pair_table(source: str | os.PathLike, cohort: str, *, salt: str | None
 
 
 def _table(rows: list[dict[str, str]]) -> pa.Table:
-    rows = sorted(rows, key=lambda r: r["pair_id"])
+    rows = sorted(({**{name: "" for name in PAIR_SCHEMA.names}, **r} for r in rows), key=lambda r: r["pair_id"])
     return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
 
 
@@ -180,6 +204,46 @@ def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = Non
                 "pet_series_uid": "",
                 "label": "" if rec.get("label") is None else str(rec["label"]),
                 "modality": modality,
+            }
+        )
+    return _table(rows)
+
+
+def discover_bids_pairs(folder: str | os.PathLike, cohort: str, *, selection: "BidsSelection | None" = None, salt: str | None = None) -> pa.Table:
+    """Pairs of a BIDS dataset: every PET image (after the entity filters) with its T1w.
+
+    A PET image whose T1w cannot be chosen is kept with an empty ``mr`` and the reason in ``note``
+    (the job reports it as an error row). The subject's ``participants.tsv`` weight, height and sex
+    travel with the pair (``participant``, JSON) for SUV; they never reach an output table.
+
+    Raises:
+        BidsError: not a BIDS dataset, or no PET image passes the filters.
+    """
+    import json
+
+    from mdafuse.io.bids import index_bids_pairs, participant_record
+
+    root = Path(folder).resolve()
+    rows = []
+    people: dict[str, str] = {}
+    for found in index_bids_pairs(root, selection):
+        if found.subject not in people:
+            rec = participant_record(root, found.subject)
+            people[found.subject] = json.dumps({k: rec[k] for k in ("weight", "height", "sex", "gender") if rec.get(k)})
+        rows.append(
+            {
+                "pair_id": pair_id(cohort, found.subject, found.session, salt),
+                "subject_id": pseudonym(found.subject, salt),
+                "session": found.session,
+                "kind": VOLUME_KIND,
+                "mr": found.mr,
+                "pet": found.pet,
+                "modality": "PET",
+                "frames": FRAMES_DIFFER,
+                "mr_session": found.mr_session,
+                "mr_gap_days": "" if found.mr_gap_days != found.mr_gap_days else f"{found.mr_gap_days:g}",
+                "participant": people[found.subject],
+                "note": found.note,
             }
         )
     return _table(rows)
@@ -270,10 +334,11 @@ def _study_sort_key(path: str | os.PathLike, study_uid: str) -> tuple[bool, str,
 
 
 def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | None = None) -> pa.Table:
-    """Pair MR with PT (or NM) series of a DICOM tree by StudyInstanceUID and FrameOfReferenceUID.
+    """Pair MR with PT (or NM) series of a DICOM tree by StudyInstanceUID, preferring one FrameOfReferenceUID.
 
     Each MR series becomes one pair; its partner is the PT series (else NM) of the same study
-    and frame of reference with the most files. An MR with no partner is kept with an empty
+    with the most files, one in the MR's frame of reference first (``frames = "shared"``); a
+    partner in another frame (``"differ"``) is registered by the job. An MR with no partner is kept with an empty
     ``pet``. Sessions are ``ses-01``, ``ses-02``, ... per subject in order of StudyDate and
     StudyTime (studies without a date come last, ties and missing values by StudyInstanceUID).
     The dates are only used for ordering: they are never stored in the table.
@@ -297,13 +362,11 @@ def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
         studies.setdefault(subject, []).append(study)
     rows = []
     for mr in mrs:
-        partners = [
-            s
-            for s in series
-            if s.modality in ("PT", "NM") and s.study_uid == mr.study_uid and s.frame_of_reference_uid == mr.frame_of_reference_uid
-        ]
-        partners.sort(key=lambda s: (s.modality != "PT", -s.n_files, s.series_uid))
+        partners = [s for s in series if s.modality in ("PT", "NM") and s.study_uid == mr.study_uid]
+        # one frame of reference first: no registration needed
+        partners.sort(key=lambda s: (s.frame_of_reference_uid != mr.frame_of_reference_uid, s.modality != "PT", -s.n_files, s.series_uid))
         pet = partners[0] if partners else None
+        frames = "" if pet is None else FRAMES_SHARED if pet.frame_of_reference_uid and pet.frame_of_reference_uid == mr.frame_of_reference_uid else FRAMES_DIFFER
         rank = studies[mr.subject_key].index(mr.study_uid) + 1
         session = f"ses-{rank:02d}"
         mr_in_study = [s for s in mrs if s.study_uid == mr.study_uid and s.subject_key == mr.subject_key]
@@ -321,6 +384,7 @@ def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
                 "pet_series_uid": pet.series_uid if pet else "",
                 "label": "",
                 "modality": (functional_modality(pet.modality) or "") if pet else "",
+                "frames": frames,
             }
         )
     return _table(rows)

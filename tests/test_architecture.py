@@ -19,7 +19,7 @@ PACKAGE = ROOT / "mdafuse"
 #: Bottom to top; a module may import its own layer and the layers below it (docs/architecture.md).
 LAYERS: list[set[str]] = [
     {"mdafuse.color", "mdafuse.modality", "mdafuse.privacy", "mdafuse.threads"},
-    {"mdafuse.io", "mdafuse.metrics"},
+    {"mdafuse.io", "mdafuse.metrics", "mdafuse.registration"},
     {"mdafuse.model", "mdafuse.baselines", "mdafuse.data"},
     {"mdafuse.fusion", "mdafuse.scoring", "mdafuse.synthetic", "mdafuse.longitudinal"},
     {"mdafuse.train", "mdafuse.evaluation", "mdafuse.storage", "mdafuse.cohort", "mdafuse.qa"},
@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
 ]
 #: Third-party packages a layer must not import (directly or lazily).
 FORBIDDEN = {
-    "torch": {"mdafuse.color", "mdafuse.modality", "mdafuse.privacy", "mdafuse.threads", "mdafuse.io", "mdafuse.metrics", "mdafuse.storage", "mdafuse.cohort", "mdafuse.qa"},
+    "torch": {"mdafuse.color", "mdafuse.modality", "mdafuse.privacy", "mdafuse.threads", "mdafuse.io", "mdafuse.metrics", "mdafuse.registration", "mdafuse.storage", "mdafuse.cohort", "mdafuse.qa"},
     "ray": {name for layer in LAYERS[:5] for name in layer},
 }
 

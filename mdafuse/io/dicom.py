@@ -26,6 +26,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
 
 from mdafuse.io.volume import Volume
 from mdafuse.privacy import pseudonym
@@ -401,12 +402,7 @@ def read_dicom_series(
     slices = []
     factors = []
     for k, (f, ds) in enumerate(sorted_items):
-        try:
-            pix = ds.pixel_array
-        except Exception as exc:
-            raise DicomSeriesError(
-                f"{f}: slice {k + 1} of {len(sorted_items)} (along the slice normal) is truncated or corrupt: cannot decode its pixel data ({type(exc).__name__}: {exc})"
-            ) from exc
+        pix = _pixel_array(ds, f, f"slice {k + 1} of {len(sorted_items)} (along the slice normal)")
         if pix.shape != (rows, cols):
             raise DicomSeriesError(f"{f}: pixel data shape {pix.shape} is not Rows x Columns ({rows}, {cols})")
         slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
@@ -436,6 +432,34 @@ def read_dicom_series(
         source_sop_uids=[str(ds.get("SOPInstanceUID", "")) for _, ds in sorted_items],
         suv_factor=suv_factor,
     )
+
+
+def _pixel_array(ds: Dataset, path: Path, where: str) -> np.ndarray:
+    """``ds.pixel_array``; a failure raises one line naming the file, ``where`` and the transfer syntax.
+
+    A compressed transfer syntax whose decoder plugins are all missing (pylibjpeg and its
+    -libjpeg/-openjpeg/-rle plugins, pyjpegls) is told apart from a corrupt file.
+    """
+    try:
+        return ds.pixel_array
+    except Exception as exc:
+        raise DicomSeriesError(_decode_failure(ds, path, where, exc)) from exc
+
+
+def _decode_failure(ds: Dataset, path: Path, where: str, exc: Exception) -> str:
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    syntax = f"transfer syntax {ts.name} ({ts})" if ts else "transfer syntax (missing)"
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())  # pydicom's messages span several lines
+    if ts:
+        try:
+            decoder = get_decoder(ts)
+        except NotImplementedError:
+            return f"{path}: {where}: no pixel data decoder exists for {syntax}"
+        if decoder.UID.is_compressed and not decoder.is_available:
+            missing = "; ".join(" ".join(m.split()) for m in decoder.missing_dependencies)
+            return f"{path}: {where}: no decoder installed for {syntax} (missing: {missing})"
+    return f"{path}: {where} is truncated or corrupt: cannot decode its pixel data, {syntax} ({detail})"
 
 
 def _affine(row_dir: np.ndarray, col_dir: np.ndarray, pixel_spacing: np.ndarray, spacing: float, origin: np.ndarray) -> np.ndarray:
@@ -536,10 +560,7 @@ def _read_multiframe(path: Path, modality: str, series_uid: str | None, suv: boo
             break
     if spacing is None:
         raise DicomSeriesError(f"{path}: multi-frame image lacks SpacingBetweenSlices and SliceThickness")
-    try:
-        pix = np.asarray(ds.pixel_array, dtype=np.float64)
-    except Exception as exc:
-        raise DicomSeriesError(f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})") from exc
+    pix = np.asarray(_pixel_array(ds, path, "multi-frame image"), dtype=np.float64)
     if pix.ndim != 3:
         raise DicomSeriesError(f"{path}: expected (frames, rows, columns) pixel data; got shape {pix.shape}")
     data = pix * float(ds.get("RescaleSlope", 1.0) or 1.0) + float(ds.get("RescaleIntercept", 0.0) or 0.0)

@@ -22,7 +22,7 @@ import numpy as np
 from mdafuse.io.encode import to_uint8
 from mdafuse.io.volume import LPS_TO_RAS, Volume
 
-__all__ = ["NiftiError", "RGB24", "read_nifti", "write_nifti"]
+__all__ = ["NiftiError", "RGB24", "read_nifti", "read_nifti_frames", "write_nifti", "write_nifti_frames"]
 
 #: NIfTI's RGB24 voxel type (three uint8 per voxel, interleaved).
 RGB24 = np.dtype([("R", "u1"), ("G", "u1"), ("B", "u1")])
@@ -125,6 +125,69 @@ def write_nifti(volume: Volume | np.ndarray, path: str | Path, affine: np.ndarra
     img.set_qform(affine_ras, code=1)
     if vol.units in ("", "mm"):
         img.header.set_xyzt_units("mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(img, str(path))
+    return path
+
+
+def read_nifti_frames(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a 3-D or 4-D (dynamic) grey NIfTI file as frames.
+
+    Returns:
+        ``(frames, affine)``: float32 ``(T, Z, Y, X)`` (``T = 1`` for a 3-D file) and the 4x4
+        voxel-to-LPS affine, with the same axis conventions as :func:`read_nifti`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        NiftiError: not a NIfTI image, RGB, or neither 3-D nor 4-D.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such NIfTI file")
+    try:
+        img = _load(path)
+        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+            raise NiftiError(f"{type(img).__name__} is not a NIfTI image")
+        if img.get_data_dtype().names is not None:
+            raise NiftiError("an RGB image cannot be a PET frame series")
+        arr = np.asarray(img.get_fdata(dtype=np.float32))
+    except NiftiError as exc:
+        raise NiftiError(f"{path}: {exc}") from None
+    except Exception as exc:
+        raise NiftiError(f"{path}: cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
+    while arr.ndim > 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4:
+        raise NiftiError(f"{path}: expected a 3-D or 4-D volume; got shape {arr.shape}")
+    frames = np.ascontiguousarray(arr.transpose(3, 2, 1, 0))
+    return frames, LPS_TO_RAS @ np.asarray(img.affine, dtype=np.float64)
+
+
+def write_nifti_frames(frames: np.ndarray, affine: np.ndarray, path: str | Path, frame_s: float = 0.0) -> Path:
+    """Write ``(T, Z, Y, X)`` frames with a voxel-to-LPS ``affine`` as a 4-D float32 NIfTI file.
+
+    ``frame_s`` is stored as the time step (pixdim[4], seconds) for viewers; BIDS keeps the real
+    frame times in the sidecar.
+    """
+    path = Path(path)
+    if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
+        raise ValueError(f"{path}: NIfTI output must end with .nii or .nii.gz")
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 4:
+        raise ValueError(f"frames must be (T, Z, Y, X); got shape {frames.shape}")
+    if not np.isfinite(frames).all():
+        raise ValueError(f"data for {path} contains NaN or infinite values")
+    affine_ras = LPS_TO_RAS @ np.asarray(affine, dtype=np.float64)
+    img = nib.Nifti1Image(np.ascontiguousarray(frames.transpose(3, 2, 1, 0)), affine_ras)
+    img.header.set_data_dtype(np.float32)
+    img.set_sform(affine_ras, code=1)
+    img.set_qform(affine_ras, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    zooms = list(img.header.get_zooms())
+    zooms[3] = float(frame_s) if frame_s > 0 else 1.0
+    img.header.set_zooms(zooms)
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(img, str(path))
     return path

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PreparedPair", "load_pair", "read_volume", "window_functional", "SLICE_IMAGE_MODES", "VOLUME_KIND", "IMAGE_KIND"]
+__all__ = ["PreparedPair", "load_pair", "read_volume", "read_functional", "window_functional", "subject_of", "SLICE_IMAGE_MODES", "REGISTER_MODES", "VOLUME_KIND", "IMAGE_KIND"]
 
 VOLUME_KIND = "volume"
 IMAGE_KIND = "image2d"
 SLICE_IMAGE_MODES = ("brain", "all", "none")
+#: when PET is registered to MR: "auto" (when the source says the frames of reference differ, or
+#: both DICOM FrameOfReferenceUIDs are known and differ), "always", "never" (trust the headers)
+REGISTER_MODES = ("auto", "always", "never")
 
 
 @dataclass
@@ -34,6 +37,12 @@ class PreparedPair:
         warnings: degradations met while reading (e.g. PET not in SUV), short texts.
         dicom_source: the MR series' :class:`~mdafuse.io.derived.DicomSource` when it was read from
             DICOM (for a derived DICOM series of the result), else None.
+        pet_fields: for a BIDS PET image, which sidecar and participant fields and frames made it
+            (:func:`mdafuse.io.bids.read_bids_pet`); else "".
+        registration: "none", or the method that registered PET to MR (e.g. "rigid-mi").
+        registration_quality: normalised mutual information (1..2, higher is better) of MR and the
+            registered PET over the head; NaN when not registered.
+        registration_transform: the rigid transform (MR LPS mm -> PET LPS mm) as JSON; "" when not registered.
     """
 
     mr: np.ndarray
@@ -43,6 +52,10 @@ class PreparedPair:
     affine: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
     dicom_source: object | None = None
+    pet_fields: str = ""
+    registration: str = "none"
+    registration_quality: float = float("nan")
+    registration_transform: str = ""
 
     @property
     def n_slices(self) -> int:
@@ -68,6 +81,47 @@ def read_volume(path: str | os.PathLike, series_uid: str | None, what: str):
     if os.path.isdir(name):
         return read_dicom_series(path, series_uid or None)
     raise ValueError(f"{what}: expected a DICOM series folder or a .nii/.nii.gz file")
+
+
+def subject_of(path: str | os.PathLike) -> str:
+    """The BIDS ``sub-`` entity of a file name ("sub-01"), "" when it has none."""
+    return next((part for part in Path(str(path)).name.split("_") if part.startswith("sub-") and len(part) > 4), "")
+
+
+def read_functional(path: str | os.PathLike, series_uid: str | None, *, pet_window=None, participant: dict | None = None):
+    """The functional volume and, for a BIDS PET image, the line saying which fields made it.
+
+    A ``*_pet.nii[.gz]`` file with a ``.json`` sidecar beside it, or inside a BIDS dataset, is read
+    as BIDS PET (:func:`mdafuse.io.bids.read_bids_pet`: frames averaged over ``pet_window``, SUV
+    from the sidecar and ``participant``); anything else through :func:`read_volume`.
+
+    Returns:
+        ``(volume, used)``; ``used`` is "" for non-BIDS input.
+    """
+    from mdafuse.io import bids
+
+    name = Path(str(path)).name
+    if name.endswith(("_pet.nii", "_pet.nii.gz")) and (bids.sidecar_of(path).is_file() or bids.bids_root_of(path) is not None):
+        window = bids.FrameWindow.parse(pet_window) if isinstance(pet_window, str) else pet_window
+        return bids.read_bids_pet(path, window, participant=participant)
+    return read_volume(path, series_uid, "pet"), ""
+
+
+def _registered(fn_vol, mr_vol, register: str, frames: str):
+    """``(functional on the MR grid, method, quality, transform JSON)``: registered when the mode says so."""
+    from mdafuse.io.resample import resample_to
+
+    fm, fr = fn_vol.frame_of_reference_uid, mr_vol.frame_of_reference_uid
+    differ = frames == "differ" or bool(fm and fr and fm != fr)
+    if register == "never" or (register == "auto" and not differ):
+        on_mr = resample_to(fn_vol, mr_vol, order=1, allow_different_frames=register == "never")
+        return on_mr, "none", float("nan"), ""
+    from mdafuse.registration import register_pet_to_mr, resample_pet_to_mr
+
+    result = register_pet_to_mr(fn_vol, mr_vol)
+    on_mr = resample_pet_to_mr(fn_vol, mr_vol, result.transform)
+    row = result.as_row()
+    return on_mr, row["registration"], float(row["registration_quality"]), row["registration_transform"]
 
 
 def window_functional(volume) -> tuple[np.ndarray, str]:
@@ -103,6 +157,10 @@ def load_pair(
     slice_images: str = "brain",
     score_every: int = 1,
     keep_dicom_source: bool = False,
+    pet_window=None,
+    participant: dict | None = None,
+    register: str = "auto",
+    frames: str = "",
 ) -> PreparedPair:
     """Read, resample and window one pair of local files.
 
@@ -116,6 +174,12 @@ def load_pair(
         score_every: score every K-th brain slice (1: all of them).
         keep_dicom_source: keep the MR series' DICOM reference (``PreparedPair.dicom_source``) when
             the MR is a DICOM series, for writing a derived DICOM series of the result.
+        pet_window: frames of a BIDS PET image that make its static image
+            (:class:`mdafuse.io.bids.FrameWindow` or its text, default ``last:20``).
+        participant: the subject's ``participants.tsv`` row (weight, height, sex) for SUV of BIDS PET.
+        register: :data:`REGISTER_MODES`; registration is rigid, by mutual information
+            (:func:`mdafuse.registration.register_pet_to_mr`).
+        frames: what the source says of the frames of reference: "shared", "differ" or "" (unknown).
 
     Returns:
         The :class:`PreparedPair`. A volume's MR is windowed to its 1st..99.5th percentile
@@ -137,12 +201,17 @@ def load_pair(
         return PreparedPair(mr[None], fn[None], one, one if slice_images != "none" else one[:0])
     if kind != VOLUME_KIND:
         raise ValueError(f"kind must be {IMAGE_KIND!r} or {VOLUME_KIND!r}; got {kind!r}")
-    from mdafuse.io.resample import resample_to, select_slices
+    if register not in REGISTER_MODES:
+        raise ValueError(f"register must be one of {REGISTER_MODES}; got {register!r}")
+    from mdafuse.io.resample import select_slices
     from mdafuse.io.windows import normalise_mr, pet_colormap
 
+    mr_subject, pet_subject = subject_of(mr_path), subject_of(functional_path)
+    if mr_subject and pet_subject and mr_subject != pet_subject:
+        raise ValueError(f"the MR is of {mr_subject} but the PET of {pet_subject}: not a pair")
     mr_vol = read_volume(mr_path, mr_series_uid, "mr")
-    fn_vol = read_volume(functional_path, functional_series_uid, "pet")
-    on_mr = resample_to(fn_vol, mr_vol, order=1)
+    fn_vol, pet_fields = read_functional(functional_path, functional_series_uid, pet_window=pet_window, participant=participant)
+    on_mr, method, quality, transform = _registered(fn_vol, mr_vol, register, frames)
     warnings = list(dict.fromkeys(str(w) for w in on_mr.warnings))
     windowed, note = window_functional(on_mr)
     if note:
@@ -164,4 +233,8 @@ def load_pair(
         image_slices=images,
         affine=np.asarray(mr_vol.affine, dtype=np.float64),
         warnings=warnings,
+        pet_fields=pet_fields,
+        registration=method,
+        registration_quality=quality,
+        registration_transform=transform,
     )

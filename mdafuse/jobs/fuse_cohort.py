@@ -43,7 +43,7 @@ CUDA_AUTO_PRECISION = "fp16"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The job's options, shared by ``python -m jobs.fuse_cohort`` and ``mdafuse run``."""
-    p.add_argument("cohort", nargs="?", metavar="COHORT", help="manifest (.csv/.parquet, local or s3://), DICOM folder, or folder with MR/ and PET/ 2-D pairs; omit for the demo cohort")
+    p.add_argument("cohort", nargs="?", metavar="COHORT", help="manifest (.csv/.parquet, local or s3://), BIDS dataset (has dataset_description.json), DICOM folder, or folder with MR/ and PET/ 2-D pairs; omit for the demo cohort")
     p.add_argument("--out", metavar="URI", help=f"output root: a folder or s3://bucket/prefix (default {runtime.DEMO_OUT} for the demo; required otherwise)")
     p.add_argument("--cohort-name", metavar="NAME", help="cohort partition name (default: the COHORT file/folder name, or 'demo')")
     p.add_argument("--run-id", metavar="ID", default=None, help="run partition name; reuse it to resume an interrupted run (default: run-<UTC time>-<random>, 'demo' for the demo)")
@@ -68,6 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--precision", choices=PRECISION_CHOICES, default="auto", help=f"network precision on CUDA (auto: {CUDA_AUTO_PRECISION}); CPU always runs fp32")
     model.add_argument("--score-every", type=int, default=1, metavar="K", help="score every K-th brain slice of a volume (default 1: all)")
     model.add_argument("--slice-images", choices=("brain", "all", "none"), default="brain", help="which volume slices get fused/enhanced PNGs (default brain)")
+    bids = p.add_argument_group("BIDS input and registration (see docs/cohort-job.md, 'BIDS cohorts')")
+    for entity, example in (("trc", "FDG"), ("rec", "ACDYN"), ("run", "1"), ("task", "rest")):
+        bids.add_argument(f"--bids-{entity}", metavar="LABEL", help=f"BIDS: only PET images whose {entity}- entity is LABEL, e.g. {example} (default: all)")
+    bids.add_argument("--mr-session", choices=("same", "nearest"), default="same", help="BIDS: a PET session without a T1w takes the subject's T1w from the nearest session (gap recorded in mr_gap_days), or is an error row (same, default)")
+    bids.add_argument("--pet-frames", metavar="WINDOW", default="last:20", help="dynamic (4-D) PET -> one static image: time-weighted mean of the frames in 'last:MIN' (the last MIN minutes, default last:20), 'START-END' minutes after injection, or 'all'")
+    bids.add_argument("--register", choices=("auto", "always", "never"), default="auto", help="rigid PET-to-MR registration by mutual information: auto (default) when the frames of reference differ (BIDS, DICOM from different scanners), always, or never (trust the headers)")
     where = p.add_argument_group("cluster and storage")
     where.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint, e.g. http://127.0.0.1:8333 (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
     where.add_argument("--shared-fs", action="store_true", help="a local --out is one shared filesystem on every node (else a multi-node cluster needs s3://)")
@@ -152,7 +158,16 @@ def make_config(args: argparse.Namespace, out: str, cohort: str, run_id: str, at
         attempt=attempt,
         dicom=args.dicom,
         keep_identity=args.keep_identity,
+        pet_frames=args.pet_frames,
+        register=args.register,
     )
+
+
+def bids_selection(args: argparse.Namespace):
+    """The BIDS entity filters and T1w rule of the options."""
+    from mdafuse.io.bids import BidsSelection
+
+    return BidsSelection(trc=args.bids_trc, rec=args.bids_rec, run=args.bids_run, task=args.bids_task, mr_session=args.mr_session)
 
 
 def worker_threads(args: argparse.Namespace) -> int:
@@ -289,7 +304,7 @@ def run(args: argparse.Namespace) -> dict:
             source = args.cohort
         deduped = runtime.dedupe_rows(metrics)
         default_salt = runtime.salt_is_default(demo, log)
-        pairs = build_pair_table(source, cohort, endpoint=args.s3_endpoint).table
+        pairs = build_pair_table(source, cohort, endpoint=args.s3_endpoint, bids=bids_selection(args)).table
         limit = 2 if args.smoke_test and args.limit is None else args.limit
         if limit is not None:
             pairs = pairs.slice(0, limit)

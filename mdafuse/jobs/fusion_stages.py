@@ -29,6 +29,7 @@ import pickle
 import shutil
 import tempfile
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -81,6 +82,8 @@ class FusionJobConfig:
         dicom: also write each fused volume as a derived DICOM series (``<pair>/dicom/``), when its
             MR is a DICOM series.
         keep_identity: keep the source patient module in that series (default: de-identified).
+        pet_frames: frame window of dynamic BIDS PET (:class:`mdafuse.io.bids.FrameWindow` text).
+        register: when PET is registered to MR (:data:`mdafuse.io.pair.REGISTER_MODES`).
     """
 
     out: str
@@ -103,8 +106,16 @@ class FusionJobConfig:
     attempt: str = "attempt"
     dicom: bool = False
     keep_identity: bool = False
+    pet_frames: str = "last:20"
+    register: str = "auto"
 
     def __post_init__(self) -> None:
+        from mdafuse.io.bids import FrameWindow
+        from mdafuse.io.pair import REGISTER_MODES
+
+        FrameWindow.parse(self.pet_frames)  # raises on a bad window before any worker starts
+        if self.register not in REGISTER_MODES:
+            raise ValueError(f"register must be one of {REGISTER_MODES}; got {self.register!r}")
         RunLayout(Store(self.out), self.cohort, self.run_id)  # validates the names
         for name in ("batch_size", "chunk_slices", "score_every", "torch_threads"):
             if int(getattr(self, name)) < 1:
@@ -146,6 +157,9 @@ class FusionJobConfig:
             keep["score_every"] = self.score_every
         if self.precision != "fp32" and self.device != "cpu":
             keep["precision"] = self.precision
+        for name, default in (("pet_frames", "last:20"), ("register", "auto")):  # absent at their defaults, as above
+            if getattr(self, name) != default:
+                keep[name] = getattr(self, name)
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
 
 
@@ -159,6 +173,7 @@ def _record(pair: dict, **values) -> dict:
         chunk=0, n_chunks=1, z0=0, n_slices=0, height=0, width=0, status="ok", error="", warnings="", previous="",
         mr=np.zeros((0, 0, 0), np.float32), functional=np.zeros((0, 0, 0, 1), np.float32),
         score=np.zeros(0, bool), image=np.zeros(0, bool), affine=np.zeros(16, np.float64), t_read_s=0.0, trace="", dicom_source="",
+        mr_preview="", pet_preview="", pair_info=json.dumps({"mr_gap_days": pair.get("mr_gap_days") or ""}),
     )
     rec.update(values)
     return rec
@@ -223,19 +238,23 @@ def _load(pair: dict, config: FusionJobConfig) -> list[dict]:
         from mdafuse.io.pair import load_pair
 
         if not pair.get("mr"):
-            raise ValueError("no MR partner (no MR image of the same name)" if pair.get("kind") == "image2d" else "missing MR location")
+            raise ValueError(pair.get("note") or ("no MR partner (no MR image of the same name)" if pair.get("kind") == "image2d" else "missing MR location"))
         if not pair.get("pet"):
             raise ValueError("missing PET location")
         fetch = lambda location: storage.with_retries(lambda: storage.fetch_to_local(location, work, config.endpoint), what="fetch")  # noqa: E731
         prepared = load_pair(
             fetch(pair["mr"]),
-            fetch(pair["pet"]),
+            _fetch_pet(pair["pet"], fetch),
             pair["kind"],
             mr_series_uid=pair.get("mr_series_uid") or None,
             functional_series_uid=pair.get("pet_series_uid") or None,
             slice_images=config.slice_images,
             score_every=config.score_every,
             keep_dicom_source=config.dicom,
+            pet_window=config.pet_frames,
+            participant=json.loads(pair["participant"]) if pair.get("participant") else None,
+            register=config.register,
+            frames=pair.get("frames") or "",
         )
     except Exception as exc:  # noqa: BLE001 - a bad pair becomes an error row; the job goes on
         message = _scrub(f"{type(exc).__name__}: {exc}", pair, work)
@@ -259,15 +278,59 @@ def _load(pair: dict, config: FusionJobConfig) -> list[dict]:
     source_blob = base64.b64encode(pickle.dumps(prepared.dicom_source)).decode("ascii") if prepared.dicom_source is not None else ""
     step = config.chunk_slices
     n_chunks = (nz + step - 1) // step
+    z_preview, previews = _previews(prepared.mr, functional, image)
+    info = {
+        "mr_gap_days": pair.get("mr_gap_days") or "",
+        "pet_fields": prepared.pet_fields,
+        "registration": prepared.registration,
+        "registration_quality": prepared.registration_quality if prepared.registration != "none" else "",
+        "registration_transform": prepared.registration_transform,
+    }
     return [
         _record(
             pair, chunk=c, n_chunks=n_chunks, z0=z0, n_slices=nz, height=h, width=w, warnings=warnings,
             mr=np.ascontiguousarray(prepared.mr[z0 : z0 + step]), functional=np.ascontiguousarray(functional[z0 : z0 + step]),
             score=score[z0 : z0 + step], image=image[z0 : z0 + step], affine=affine, t_read_s=t_read if c == 0 else 0.0,
-            dicom_source=source_blob if c == 0 else "",
+            dicom_source=source_blob if c == 0 else "", pair_info=json.dumps(info),
+            **(previews if z0 <= z_preview < z0 + step else {}),
         )
         for c, z0 in enumerate(range(0, nz, step))
     ]
+
+
+def _fetch_pet(location: str, fetch) -> Path:
+    """The local PET file or folder; a BIDS ``_pet.nii[.gz]`` on S3 comes with its ``.json`` sidecar beside it."""
+    local = fetch(location)
+    if not (storage.is_s3(location) and local.name.endswith(("_pet.nii", "_pet.nii.gz"))):
+        return local
+    sidecar = location[: -len(".nii.gz")] if location.endswith(".nii.gz") else location[: -len(".nii")]
+    try:
+        copied = fetch(sidecar + ".json")
+    except FileNotFoundError:
+        return local  # read_bids_pet names the missing sidecar
+    shutil.move(str(copied), str(local.with_name(copied.name)))
+    return local
+
+
+def _previews(mr: np.ndarray, functional: np.ndarray, image: np.ndarray) -> tuple[int, dict[str, str]]:
+    """The middle slice that gets PNGs, as 8-bit MR and functional PNGs (base64) for QA thumbnails.
+
+    Args:
+        mr: ``(Z, H, W)`` windowed MR in [0, 1].
+        functional: ``(Z, H, W, C)`` functional image in [0, 1], C 1 or 3.
+        image: ``(Z,)`` which slices get PNGs.
+
+    Returns:
+        ``(z, {"mr_preview": ..., "pet_preview": ...})``; ``(-1, {})`` when no slice gets a PNG.
+    """
+    from mdafuse.io.encode import png_bytes
+
+    written = np.flatnonzero(image)
+    if not written.size:
+        return -1, {}
+    z = int(written[written.size // 2])
+    pet = functional[z] if functional.shape[-1] == 3 else functional[z, ..., 0]
+    return z, {name: base64.b64encode(png_bytes(img)).decode("ascii") for name, img in (("mr_preview", mr[z]), ("pet_preview", pet))}
 
 
 def _scrub(message: str, pair: dict, work: str) -> str:
@@ -477,7 +540,7 @@ def finish_chunks(batch: dict, config: FusionJobConfig) -> dict:
             _write_done(config.images, row)
             rec["row"] = json_row(row)
         rec["trace"] = _traced(rec["trace"], "write", worker, started, time.time())
-        for k in ("mr", "functional", "fused8", "enhanced8", "score", "image"):
+        for k in ("mr", "functional", "fused8", "enhanced8", "score", "image", "mr_preview", "pet_preview"):
             rec.pop(k, None)
         if rec["n_chunks"] == 1:
             rec["dicom_source"] = ""  # only pairs still to be joined need it on the driver
@@ -496,6 +559,12 @@ def _write_chunk(rec: dict, config: FusionJobConfig) -> None:
         z = int(rec["z0"] + k)
         images.write_bytes(f"fused_{z:03d}.png", png_bytes(fused8[k]))
         images.write_bytes(f"enhanced_{z:03d}.png", png_bytes(enhanced8[k]))
+    for name in ("mr_preview", "pet_preview"):  # the middle PNG slice of the sources, for QA thumbnails
+        if rec.get(name):
+            images.write_bytes(f"{name}.png", base64.b64decode(rec[name]))
+    transform = json.loads(rec.get("pair_info") or "{}").get("registration_transform")
+    if transform and int(rec["chunk"]) == 0:  # the PET-to-MR transform, next to the images
+        images.write_bytes("registration.json", transform.encode())
     if rec["kind"] != "image2d":
         if fused8.ndim != 4:
             raise ValueError("volume outputs need a colour functional image")
@@ -552,7 +621,9 @@ def assemble_row(records: list[dict], config: FusionJobConfig) -> dict:
     """The pair's row from its chunk records (one per chunk, any order)."""
     records = sorted(records, key=lambda r: int(r["chunk"]))
     first = records[0]
-    row = empty_row(first)
+    info = json.loads(first.get("pair_info") or "{}")
+    row = empty_row({**first, **info})
+    row.update({k: str(info.get(k) or "") for k in ("pet_fields", "registration", "registration_transform")})
     errors = [r["error"] for r in records if r["status"] != "ok" and r["error"]]
     sums = np.sum([np.asarray(r["metric_sum"], dtype=np.float64) for r in records], axis=0)
     counts = np.sum([np.asarray(r["metric_count"], dtype=np.int64) for r in records], axis=0)

@@ -54,8 +54,8 @@ F18_HALF_LIFE_S = 6586.2
 
 MR_SLICES, MR_SIZE, MR_MM = 16, 128, 1.5
 PT_SLICES, PT_SIZE, PT_MM = 12, 64, 3.0
-_FINE_SLICES = 24
-MR_FIRST = (_FINE_SLICES - MR_SLICES) // 2
+FINE_SLICES = 24
+MR_FIRST = (FINE_SLICES - MR_SLICES) // 2
 
 _FIRST = ("ALEX", "SAM", "ROBIN", "KIM", "JORDAN", "TAYLOR", "CASEY", "MORGAN", "RILEY", "JAMIE")
 _LAST = ("DEMO", "SAMPLE", "PHANTOM", "TESTER", "EXAMPLE", "MOCK")
@@ -259,7 +259,7 @@ def demo_phantom(subject: int, timepoints: int, seed: int) -> "LongitudinalPhant
     from mdafuse.synthetic.phantom import PhantomConfig, make_longitudinal_phantom
 
     config = PhantomConfig(fov_mm=MR_SIZE * MR_MM, slice_mm=MR_MM)
-    return make_longitudinal_phantom(timepoints=timepoints, shape=(_FINE_SLICES, MR_SIZE, MR_SIZE), seed=seed * 1000 + subject, config=config)
+    return make_longitudinal_phantom(timepoints=timepoints, shape=(FINE_SLICES, MR_SIZE, MR_SIZE), seed=seed * 1000 + subject, config=config)
 
 
 def _axial_affine(center_lps: np.ndarray, shape: tuple[int, int, int], spacing: float) -> np.ndarray:
@@ -309,7 +309,7 @@ def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, s
         )
         center = np.array([rng.uniform(-5, 5), rng.uniform(10, 30), rng.uniform(20, 60)])
         phantom = demo_phantom(s, timepoints, seed)
-        fine_affine = _axial_affine(center, (_FINE_SLICES, MR_SIZE, MR_SIZE), MR_MM)
+        fine_affine = _axial_affine(center, (FINE_SLICES, MR_SIZE, MR_SIZE), MR_MM)
         mr_affine = _axial_affine(center, (MR_SLICES, MR_SIZE, MR_SIZE), MR_MM)
         pt_affine = _axial_affine(center, (PT_SLICES, PT_SIZE, PT_SIZE), PT_MM)
         base_day = datetime(2024, 1, 8) + timedelta(days=int(rng.integers(0, 300)))

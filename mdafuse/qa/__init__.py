@@ -3,7 +3,9 @@
 The metrics written by ``jobs/fuse_cohort.py`` live under ``OUT/metrics/cohort=C/run=R/*.parquet``
 (one row per pair). :func:`open_metrics` opens them as a hive-partitioned ``pyarrow.dataset``
 (local or S3, through :mod:`mdafuse.storage`); :func:`qa_report` registers the dataset as a
-DuckDB view (DuckDB's own S3 extension is not needed) and answers with SQL.
+DuckDB view (DuckDB's own S3 extension is not needed) and answers with SQL. Other result tables
+of the same layout (the tracking job's ``OUT/lesions``) open with :func:`open_table`; the HTML
+report is :mod:`mdafuse.qa.html_report`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pyarrow.dataset as pads
 
 from mdafuse import storage
 
-__all__ = ["QAReport", "metrics_root", "open_metrics", "qa_report", "format_report", "FORMATS"]
+__all__ = ["QAReport", "metrics_root", "open_metrics", "open_table", "qa_report", "format_report", "FORMATS", "output_root"]
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +60,33 @@ def metrics_root(uri: str, endpoint: str | None = None) -> str:
     raise FileNotFoundError(f"{uri}: no metrics/ folder: expected the --out location of a fuse_cohort run")
 
 
+def output_root(uri: str) -> str:
+    """The job's ``--out`` location of ``uri`` (``uri`` itself, or its parent when it names the ``metrics`` folder)."""
+    text = str(uri).rstrip("/")
+    if text.endswith("/metrics"):
+        return text[: -len("/metrics")]
+    return "." if text == "metrics" else text
+
+
 def open_metrics(uri: str, endpoint: str | None = None) -> pads.Dataset:
     """All metrics rows under a job output root as a dataset with ``cohort`` and ``run`` columns."""
-    root = metrics_root(uri, endpoint)
-    fs, path = storage.filesystem(root, endpoint)
-    files = [storage.filesystem(f, endpoint)[1] for f in storage.list_files(root, ".parquet", endpoint)]
+    return _dataset(metrics_root(uri, endpoint), endpoint)
+
+
+def open_table(root: str, name: str, endpoint: str | None = None) -> pads.Dataset | None:
+    """The rows of ``root/name/cohort=C/run=R/*.parquet`` (e.g. ``lesions``) as a dataset; None when there are none."""
+    folder = storage.join(root, name)
+    try:
+        return _dataset(folder, endpoint)
+    except FileNotFoundError:
+        return None
+
+
+def _dataset(folder: str, endpoint: str | None) -> pads.Dataset:
+    fs, path = storage.filesystem(folder, endpoint)
+    files = [storage.filesystem(f, endpoint)[1] for f in storage.list_files(folder, ".parquet", endpoint)]
     if not files:
-        raise FileNotFoundError(f"{root}: no Parquet files")
+        raise FileNotFoundError(f"{folder}: no Parquet files")
     return pads.dataset(files, filesystem=fs, format="parquet", partitioning=_PARTITIONING, partition_base_dir=path)
 
 
