@@ -33,13 +33,21 @@ class NiftiError(ValueError):
 
 
 def _load(path: Path):
-    """nibabel's image of ``path``; a ``.nii.gz`` is inflated with ISA-L (several times faster than zlib)."""
+    """nibabel's image of ``path``; a ``.nii.gz`` is inflated with ISA-L (several times faster than zlib).
+
+    A ``.nii.gz`` whose bytes are not gzip is read as plain NIfTI: some S3 servers store ``.gz``
+    objects with ``Content-Encoding: gzip``, and HTTP clients then hand back the inflated bytes.
+    """
     if path.name.endswith(".gz"):
-        try:
-            from isal import igzip
-        except ImportError:
-            return nib.load(str(path))
-        data = igzip.decompress(path.read_bytes())
+        raw = path.read_bytes()
+        if raw[:2] != b"\x1f\x8b":
+            data = raw
+        else:
+            try:
+                from isal import igzip
+            except ImportError:
+                return nib.load(str(path))
+            data = igzip.decompress(raw)
         for kind in (nib.Nifti1Image, nib.Nifti2Image):
             try:
                 return kind.from_bytes(data)

@@ -211,6 +211,8 @@ def load_pair(
         raise ValueError(f"the MR is of {mr_subject} but the PET of {pet_subject}: not a pair")
     mr_vol = read_volume(mr_path, mr_series_uid, "mr")
     fn_vol, pet_fields = read_functional(functional_path, functional_series_uid, pet_window=pet_window, participant=participant)
+    if pet_fields and not frames:  # a BIDS PET image is its own acquisition, whatever listed it
+        frames = "differ"
     on_mr, method, quality, transform = _registered(fn_vol, mr_vol, register, frames)
     warnings = list(dict.fromkeys(str(w) for w in on_mr.warnings))
     windowed, note = window_functional(on_mr)

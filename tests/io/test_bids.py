@@ -173,3 +173,16 @@ def test_t1w_and_pet_of_different_subjects_is_refused(demo: Path) -> None:
     pet = next(demo.rglob("sub-002_ses-01_trc-FDG_pet.nii.gz"))
     with pytest.raises(ValueError, match="MR is of sub-001 but the PET of sub-002"):
         load_pair(mr, pet, "volume")
+
+
+def test_bids_files_listed_anywhere_are_read_and_registered(demo: Path) -> None:
+    """A manifest may point at BIDS files: the PET still becomes SUV from its sidecar and is registered to the MR."""
+    from mdafuse.io.pair import load_pair
+
+    mr = next(demo.rglob("sub-001_ses-01_T1w.nii.gz"))
+    pet = next(demo.rglob("sub-001_ses-01_trc-FDG_pet.nii.gz"))
+    prepared = load_pair(mr, pet, "volume")  # no "frames" hint, as from a manifest
+    assert prepared.registration.startswith("rigid") and 1.0 < prepared.registration_quality < 2.0
+    assert prepared.pet_fields.startswith("SUVbw from the sidecar's Units")
+    trusted = load_pair(mr, pet, "volume", register="never")
+    assert trusted.registration == "none" and trusted.registration_transform == "" and math.isnan(trusted.registration_quality)

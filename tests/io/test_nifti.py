@@ -97,3 +97,16 @@ def test_volume_validation_and_with_data() -> None:
         Volume(data=np.zeros((3, 4)), affine=np.eye(4))
     with pytest.raises(ValueError, match="invertible"):
         Volume(data=np.zeros((2, 3, 4)), affine=np.zeros((4, 4)))
+
+
+def test_gz_name_with_inflated_bytes_reads(tmp_path: Path) -> None:
+    """An S3 server that stores .gz with Content-Encoding: gzip hands back plain NIfTI bytes under the .nii.gz name."""
+    import gzip
+
+    rng = np.random.default_rng(1)
+    vol = Volume(data=rng.normal(size=(3, 8, 9)).astype(np.float32), affine=oblique_affine())
+    packed = write_nifti(vol, tmp_path / "v.nii.gz")
+    inflated = tmp_path / "inflated" / "v.nii.gz"
+    inflated.parent.mkdir()
+    inflated.write_bytes(gzip.decompress(packed.read_bytes()))
+    np.testing.assert_array_equal(read_nifti(inflated).data, vol.data)
