@@ -83,7 +83,9 @@ def run_registration(pet: Volume, mr: Volume, mask: np.ndarray | None, cfg: PetR
     else:
         method.SetMetricAsMeanSquares()
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(cfg.sampling, cfg.seed)
+    # ITK reads seed 0 as "seed from the wall clock" (sitk.sitkWallClock): shift by one so every
+    # configured seed, 0 included, is a fixed one and the run is reproducible.
+    method.SetMetricSamplingPercentage(cfg.sampling, cfg.seed + 1)
     if mask is not None:
         method.SetMetricFixedMask(to_sitk(mr, mask.astype(np.uint8)))
     method.SetInterpolator(sitk.sitkLinear)
