@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--subjects", type=int, default=3, metavar="N", help="number of subjects (default: 3)")
     p.add_argument("--timepoints", type=int, default=2, metavar="T", help="sessions per subject (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--come-and-go", action="store_true", help="also a lesion that appears at the second time point and one that is gone by then (for new/resolved lesions in tracking)")
     p.add_argument("--bids", action="store_true", help="write a BIDS-PET dataset (NIfTI + sidecars) instead of DICOM")
     p.set_defaults(func=handler)
 
@@ -44,6 +45,6 @@ def handler(args: argparse.Namespace) -> int:
         return 0
     from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
-    manifest = write_demo_cohort(args.out, subjects=args.subjects, timepoints=args.timepoints, seed=args.seed)
+    manifest = write_demo_cohort(args.out, subjects=args.subjects, timepoints=args.timepoints, seed=args.seed, come_and_go=args.come_and_go)
     print(f"wrote {args.subjects} subjects x {args.timepoints} sessions of MR + PT DICOM; manifest {manifest}")
     return 0

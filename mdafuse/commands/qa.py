@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mdafuse.qa import format_report, qa_report
+    from mdafuse.qa import format_report, format_sections, qa_report
 
     if args.html:
         from mdafuse.qa.html_report import write_html_report
@@ -51,6 +51,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {args.html}: {rows} rows in {len(data.runs)} run(s), {data.n_failed} failed")
         return 3 if data.n_failed else 0
 
-    report = qa_report(args.uri, run=args.run, cohort=args.cohort, metric=args.metric, worst=args.worst, endpoint=args.s3_endpoint)
-    print(format_report(report, args.format))
-    return 3 if report.failed else 0
+    from mdafuse.qa.tracking import tracking_report, tracking_sections
+
+    tracking = tracking_report(args.uri, run=args.run, cohort=args.cohort, endpoint=args.s3_endpoint)
+    try:
+        report = qa_report(args.uri, run=args.run, cohort=args.cohort, metric=args.metric, worst=args.worst, endpoint=args.s3_endpoint)
+    except FileNotFoundError:
+        if tracking is None:
+            raise FileNotFoundError(f"{args.uri}: no metrics/ or lesions/ folder: expected the --out location of a fusion or tracking run") from None
+        report = None
+    if report is not None:
+        print(format_report(report, args.format))
+    if tracking is not None:
+        if report is not None:
+            print()
+        print(format_sections(tracking_sections(tracking), args.format))
+    failed = (report.failed if report is not None else []) + (tracking.failed if tracking is not None else [])
+    return 3 if failed else 0

@@ -12,8 +12,18 @@ onto the baseline, segments and matches lesions.
 Outputs (layout of :mod:`mdafuse.jobs.runtime`)::
 
     OUT/lesions/cohort=C/run=R/*.parquet          one row per (subject, track, time point)
-    OUT/tracking/cohort=C/run=R/<subject_id>/{lesions.parquet, lesions.csv, tracking.png, done.json}
+    OUT/responses/cohort=C/run=R/*.parquet        one row per (subject, follow-up): response category
+    OUT/tracking/cohort=C/run=R/<subject_id>/{lesions.parquet, lesions.csv, response.parquet,
+                                              response.csv, tracking.png, done.json}
     OUT/runs/cohort=C/run=R/tracking-summary.json
+
+The lesion rows carry the response measures (SUVpeak, SULpeak, MTV, TLG), the lesion's
+``status_at_timepoint`` (baseline, persisting, new, resolved, not_measured) and a ``note`` with
+every reason a measure is missing; the response rows the PERCIST-style category per follow-up
+(:mod:`mdafuse.longitudinal.response`). SUL needs PatientWeight, PatientSize and PatientSex, read
+from the PET's DICOM header (never written out); NIfTI input has no SUL. A follow-up session
+without PET is registered but not measured (its rows say so, its response is NE); a baseline
+without PET is an error.
 
 A subject that fails (unreadable series, a single time point) gives one row with
 ``status = "error"`` and its reason; rerunning the same run id skips subjects already written.
@@ -62,6 +72,40 @@ def row_schema() -> pa.Schema:
         ("outputs_uri", pa.string()), ("t_total_s", pa.float64()), ("worker", pa.string()), ("node_id", pa.string()),
     ]
     return pa.schema(list(TABLE_SCHEMA) + [pa.field(n, t) for n, t in extra])
+
+
+def response_schema() -> pa.Schema:
+    """The response table's columns plus the job's status columns (only ok subjects have response rows)."""
+    from mdafuse.longitudinal.track import RESPONSE_SCHEMA
+
+    extra = [("status", pa.string()), ("error", pa.string()), ("warnings", pa.string()), ("outputs_uri", pa.string())]
+    return pa.schema(list(RESPONSE_SCHEMA) + [pa.field(n, t) for n, t in extra])
+
+
+def patient_body(volume) -> tuple[float | None, float | None, str | None]:
+    """``(weight_kg, height_m, sex)`` from the first DICOM file a volume was read from; None where unknown.
+
+    NIfTI volumes (and unreadable headers) give ``(None, None, None)``. The values are used for SUL only.
+    """
+    files = list(getattr(volume, "source_files", []) or [])
+    if not files or str(files[0]).endswith((".nii", ".nii.gz")):
+        return None, None, None
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(files[0], stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - not DICOM or unreadable: SUL is then not computed, with a note
+        return None, None, None
+
+    def number(name: str) -> float | None:
+        try:
+            value = float(ds.get(name))
+        except (TypeError, ValueError):
+            return None
+        return value if value > 0 else None
+
+    sex = str(ds.get("PatientSex", "") or "").strip().upper() or None
+    return number("PatientWeight"), number("PatientSize"), sex
 
 
 @dataclass(frozen=True)
@@ -124,11 +168,17 @@ class TrackSubjects:
     def __call__(self, batch: dict) -> pa.Table:
         rows: list[dict] = []
         for subject_id, timepoints in zip(batch["subject_id"], batch["timepoints"]):
-            rows.append({"subject": str(subject_id), "rows_json": json.dumps(self.process(str(subject_id), json.loads(str(timepoints))), default=_json_default)})
+            responses: list[dict] = []
+            lesions = self.process(str(subject_id), json.loads(str(timepoints)), responses)
+            rows.append({
+                "subject": str(subject_id),
+                "rows_json": json.dumps(lesions, default=_json_default),
+                "responses_json": json.dumps(responses, default=_json_default),
+            })
         return pa.Table.from_pylist(rows)
 
-    def process(self, subject_id: str, timepoints: list[dict]) -> list[dict]:
-        """Rows of one subject; never raises (a failure becomes one error row)."""
+    def process(self, subject_id: str, timepoints: list[dict], responses: list[dict] | None = None) -> list[dict]:
+        """Lesion rows of one subject (response rows appended to ``responses``); never raises (a failure becomes one error row)."""
         from mdafuse.io.pair import read_volume
         from mdafuse.io.resample import resample_to
         from mdafuse.longitudinal.report import write_report
@@ -146,25 +196,38 @@ class TrackSubjects:
             for tp in timepoints:
                 if tp["kind"] != "volume":
                     raise ValueError(f"session {tp['session']}: lesion tracking needs volumes (DICOM/NIfTI), got 2-D images")
-                if not tp["mr"] or not tp["pet"]:
-                    raise ValueError(f"session {tp['session']}: missing {'MR' if not tp['mr'] else 'PET'} location")
+                if not tp["mr"] or (not tp["pet"] and not tps):
+                    what = "MR" if not tp["mr"] else "PET (the baseline needs PET)"
+                    raise ValueError(f"session {tp['session']}: missing {what} location")
                 mr = read_volume(storage.fetch_to_local(tp["mr"], work, cfg.endpoint), tp["mr_series_uid"], "mr")
-                pet = resample_to(read_volume(storage.fetch_to_local(tp["pet"], work, cfg.endpoint), tp["pet_series_uid"], "pet"), mr)
+                if not tp["pet"]:
+                    notes.append(f"{tp['session']}: no PET: time point registered but not measured (response NE)")
+                    tps.append(TimepointInput(mr.data, None, tp["session"], mr.spacing))
+                    continue
+                raw = read_volume(storage.fetch_to_local(tp["pet"], work, cfg.endpoint), tp["pet_series_uid"], "pet")
+                weight, height, sex = patient_body(raw)
+                pet = resample_to(raw, mr)
                 notes.extend(f"{tp['session']}: {w}" for w in pet_warnings(mr, pet))
-                tps.append(TimepointInput(mr.data, pet.data, tp["session"], mr.spacing))
+                tps.append(TimepointInput(mr.data, pet.data, tp["session"], mr.spacing, in_suv=getattr(pet, "units", "") == "SUVbw",
+                                          weight_kg=weight, height_m=height, sex=sex))
             local_out = Path(work) / "out"
             modality = cfg.modality or baseline_modality(timepoints, notes)
             track_config = TrackConfig(subject=subject_id, fuse=cfg.fuse, fusion_weights=cfg.weights, fusion_modality=modality, device=cfg.device)
             result = write_report(track_subject(tps, track_config), tps, track_config, local_out)
-            for name in ("lesions.parquet", "lesions.csv", "tracking.png"):
+            for name in ("lesions.parquet", "lesions.csv", "response.parquet", "response.csv", "tracking.png"):
                 if (local_out / name).is_file():
                     outputs.write_bytes(name, (local_out / name).read_bytes())
             rows = result.table.to_pylist()
             for r in rows:
                 r.update(status="ok", error="", n_timepoints=len(tps), outputs_uri=outputs.root)
             if not rows:
-                rows = [{"subject": subject_id, "status": "ok", "error": "", "n_timepoints": len(tps), "outputs_uri": outputs.root}]
+                rows = [{"subject": subject_id, "status": "ok", "error": "", "n_timepoints": len(tps), "outputs_uri": outputs.root,
+                         "note": "no lesion at any time point"}]
+            subject_responses = result.responses.to_pylist()
+            for r in subject_responses:
+                r.update(status="ok", error="", outputs_uri=outputs.root)
         except Exception as exc:  # noqa: BLE001 - a failed subject becomes an error row
+            subject_responses = []
             message = _scrub(f"{type(exc).__name__}: {exc}", timepoints, work)
             log.warning("subject %s failed: %s", subject_id, message)
             rows = [{"subject": subject_id, "status": "error", "error": message[:2000], "n_timepoints": len(timepoints), "outputs_uri": ""}]
@@ -174,6 +237,10 @@ class TrackSubjects:
         text = _scrub("; ".join(dict.fromkeys(notes)), timepoints)
         for r in rows:
             r.update(t_total_s=elapsed, warnings=text[:2000], worker=self.worker, node_id=self.node_id)
+        for r in subject_responses:
+            r.update(warnings=text[:2000])
+        if responses is not None:
+            responses.extend(subject_responses)
         done = {"subject": subject_id, "status": rows[0]["status"], "rows": len(rows), "t_total_s": elapsed}
         try:
             outputs.write_bytes("done.json", json.dumps(done).encode())
@@ -287,7 +354,8 @@ def run(args: argparse.Namespace) -> dict:
     )
     layout = cfg.layout
     table_root = layout.under("lesions")
-    with runtime.start_attempt(layout, args, lease_name="tracking-lease.json", outputs=(), tables=("lesions",)) as att:
+    response_root = layout.under("responses")
+    with runtime.start_attempt(layout, args, lease_name="tracking-lease.json", outputs=(), tables=("lesions", "responses")) as att:
         attempt = att.attempt_id
         if demo:
             subjects_n, tps_n = (1, 2) if args.smoke_test else (args.demo_subjects, args.demo_timepoints)
@@ -295,6 +363,7 @@ def run(args: argparse.Namespace) -> dict:
         else:
             source = args.cohort
         runtime.dedupe_rows(table_root, "subject", rows_per_unit="many")
+        runtime.dedupe_rows(response_root, "subject", rows_per_unit="many")
         default_salt = runtime.salt_is_default(demo, log)
         subjects = subject_table(build_pair_table(source, cfg.cohort, endpoint=args.s3_endpoint).table)
         done = set(runtime.existing_status(table_root, key="subject"))
@@ -306,7 +375,11 @@ def run(args: argparse.Namespace) -> dict:
             runtime.write_parquet(layout.run_dir, f"tracking-attempts/{attempt}.parquet", record)
             ray, plan = runtime.ray_and_pool(args, store, todo.num_rows)
             writer = runtime.TableWriter(table_root, row_schema(), attempt, key="subject", guard=att.guard)
-            runtime.stream_into(writer, lambda pool_args: _stream_subjects(ray, todo, cfg, plan, args, writer, pool_args), plan, args.wait_for_workers)
+            response_writer = runtime.TableWriter(response_root, response_schema(), attempt, key="subject", guard=att.guard)
+            try:
+                runtime.stream_into(writer, lambda pool_args: _stream_subjects(ray, todo, cfg, plan, args, writer, pool_args, response_writer), plan, args.wait_for_workers)
+            finally:
+                response_writer.flush()
         wall = time.perf_counter() - t0
         statuses: dict[str, str] = {}
         workers: set[str] = set()
@@ -332,13 +405,16 @@ def run(args: argparse.Namespace) -> dict:
             "workers_used": sorted(workers),
             "nodes_used": sorted(nodes),
             "salt_is_default": default_salt,
-            "layout": {"table": table_root.root, "outputs": layout.under("tracking").root},
+            "layout": {"table": table_root.root, "responses": response_root.root, "outputs": layout.under("tracking").root},
         }
         runtime.write_json(layout.run_dir, "tracking-summary.json", summary)
         return summary
 
 
-def _stream_subjects(ray, todo: pa.Table, cfg: TrackJobConfig, plan: runtime.PoolPlan, args: argparse.Namespace, writer: runtime.TableWriter, pool_args: dict) -> None:
+def _stream_subjects(
+    ray, todo: pa.Table, cfg: TrackJobConfig, plan: runtime.PoolPlan, args: argparse.Namespace, writer: runtime.TableWriter, pool_args: dict,
+    response_writer: runtime.TableWriter | None = None,
+) -> None:
     from tqdm import tqdm
 
     ray.data.DataContext.get_current().wait_for_min_actors_s = max(1, int(args.wait_for_workers))
@@ -351,8 +427,12 @@ def _stream_subjects(ray, todo: pa.Table, cfg: TrackJobConfig, plan: runtime.Poo
     bar = tqdm(total=todo.num_rows, unit="subject", desc=f"track {cfg.cohort}/{cfg.run_id}", disable=args.quiet, file=sys.stderr)
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         for rec in batch.to_pylist():
+            if response_writer is not None:
+                response_writer.add(json.loads(rec.get("responses_json") or "[]"))
             if writer.add(json.loads(rec["rows_json"])):
                 bar.update(1)
+        if response_writer is not None:
+            response_writer.maybe_flush()
         writer.maybe_flush()
     bar.close()
 
@@ -363,6 +443,8 @@ def print_result(summary: dict) -> None:
         f"{summary['error']} error, {summary['skipped_already_done']} already done"
     )
     print(f"  lesion table: {summary['layout']['table']}/*.parquet")
+    if summary["layout"].get("responses"):
+        print(f"  responses   : {summary['layout']['responses']}/*.parquet")
     print(f"  figures     : {summary['layout']['outputs']}/<subject_id>/tracking.png")
 
 

@@ -22,7 +22,7 @@ import pyarrow.dataset as pads
 
 from mdafuse import storage
 
-__all__ = ["QAReport", "metrics_root", "open_metrics", "open_table", "qa_report", "format_report", "FORMATS", "output_root"]
+__all__ = ["QAReport", "metrics_root", "open_metrics", "open_table", "qa_report", "format_report", "format_sections", "FORMATS", "output_root"]
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +210,13 @@ def format_report(report: QAReport, fmt: str = "table") -> str:
         (f"worst pairs by {report.metric}", report.worst),
         ("failed pairs", report.failed),
     ]
+    return format_sections(sections, fmt)
+
+
+def format_sections(sections: list[tuple[str, list[dict]]], fmt: str = "table") -> str:
+    """``(title, rows)`` sections as aligned text tables, CSV (separated by a blank line) or JSON (title -> rows)."""
+    if fmt == "json":
+        return json.dumps({title: rows for title, rows in sections}, indent=2, default=str)
     if fmt == "csv":
         parts = []
         for title, rows in sections:

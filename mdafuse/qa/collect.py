@@ -2,7 +2,7 @@
 
 :func:`collect` reads the fusion job's ``metrics`` rows (through :func:`mdafuse.qa.qa_report`),
 the ``summary.json`` of each run, the thumbnails of the worst pairs under ``images/``, and any other
-result table of the same layout (the tracking job's ``lesions``), and returns a :class:`ReportData`
+result table of the same layout (the tracking job's ``lesions`` and ``responses``), and returns a :class:`ReportData`
 that :mod:`mdafuse.qa.html_report` renders.
 """
 
@@ -23,7 +23,7 @@ from mdafuse.qa import QAReport, _direction, _literal, _metric_columns, _quote, 
 __all__ = ["ReportData", "TableSection", "Thumbnails", "collect", "TABLES", "THUMBNAILS"]
 
 #: other result tables read besides ``metrics``: folder under OUT -> its run summary file under ``runs/``
-TABLES: dict[str, str] = {"lesions": "tracking-summary.json"}
+TABLES: dict[str, str] = {"lesions": "tracking-summary.json", "responses": "tracking-summary.json"}
 #: thumbnail columns of the worst pairs, in order
 THUMBNAILS = ("MR", "PET", "fused", "enhanced")
 log = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ def _table_section(con, name: str, max_rows: int) -> TableSection:
         section.failed = _records(con.execute(
             f"SELECT DISTINCT cohort, run{''.join(', ' + _quote(c) for c in ids)}{err} FROM {v} WHERE status <> 'ok' ORDER BY ALL"
         ))
-    if "response" in cols:
+    if "response" in cols and name != "responses":  # the responses table is itself one row per subject and follow-up
         section.response_columns, section.responses = _responses(con, name, cols)
     return section
 

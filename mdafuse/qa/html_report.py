@@ -5,7 +5,8 @@ weights, timings, from the tables and ``summary.json``), ``distributions`` (ever
 cohort, one plot each), ``worst`` (the K worst pairs by one metric with MR, PET, fused and enhanced
 thumbnails), ``registration`` (only when the rows record one), ``failed`` (every error row with its
 reason) and ``table-<name>`` per extra table (the tracking job's ``lesions``, with a per-subject
-``response`` table when that column exists). Nothing in the file refers to another resource.
+``response`` table when that column exists, and its ``responses``: the PERCIST-style category per
+subject and follow-up with its reason, the peaks compared and the new/resolved lesion counts). Nothing in the file refers to another resource.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ subject on a fine grid (24 slices of 128 x 128 at 1.5 mm) and writes, per sessio
   :func:`mdafuse.io.dicom.read_dicom_series` returns the phantom SUV (``Units = BQML``,
   DecayCorrection START, F-18 FDG, PatientWeight and injected dose in the header).
 
+Both series carry PatientSex (M/F) and PatientSize (height in m), so lean body mass and SUL can be
+computed (:mod:`mdafuse.longitudinal.response`). ``come_and_go=True`` renders
+:data:`mdafuse.synthetic.phantom.COME_AND_GO_LESIONS` (a lesion appears at the second session and
+one is gone from it) instead of the two default lesions.
+
 Both series share the session's StudyInstanceUID and FrameOfReferenceUID and are centred on the
 same patient point, so their affines align them. Sessions of one subject have different frames
 of reference (the phantom misaligns them). Patients have made-up names, IDs and birth dates; file
@@ -31,7 +36,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +75,7 @@ class PatientInfo:
     birth_date: str  # DICOM DA, YYYYMMDD
     sex: str  # "F", "M" or "O"
     weight_kg: float
+    height_m: float | None = None  # DICOM PatientSize; None leaves it out of the headers
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,8 @@ def write_dicom_series(
         ds.PatientBirthDate = patient.birth_date
         ds.PatientSex = patient.sex
         ds.PatientWeight = _ds_str(patient.weight_kg)
+        if patient.height_m is not None:
+            ds.PatientSize = _ds_str(patient.height_m)
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.FrameOfReferenceUID = frame_uid
@@ -250,15 +258,18 @@ def write_dicom_series(
     return paths
 
 
-def demo_phantom(subject: int, timepoints: int, seed: int) -> "LongitudinalPhantom":
+def demo_phantom(subject: int, timepoints: int, seed: int, come_and_go: bool = False) -> "LongitudinalPhantom":
     """The phantom of subject number ``subject`` (1-based) on the fine grid (24 x 128 x 128, 1.5 mm).
 
     MR series = ``timepoints[t].mr[MR_FIRST:MR_FIRST + MR_SLICES]``; PT series = 2 x 2 x 2 block mean
-    of ``timepoints[t].suv``.
+    of ``timepoints[t].suv``. ``come_and_go`` uses the lesions of
+    :data:`mdafuse.synthetic.phantom.COME_AND_GO_LESIONS`.
     """
-    from mdafuse.synthetic.phantom import PhantomConfig, make_longitudinal_phantom
+    from mdafuse.synthetic.phantom import COME_AND_GO_LESIONS, PhantomConfig, make_longitudinal_phantom
 
     config = PhantomConfig(fov_mm=MR_SIZE * MR_MM, slice_mm=MR_MM)
+    if come_and_go:
+        config = PhantomConfig(fov_mm=MR_SIZE * MR_MM, slice_mm=MR_MM, lesions=COME_AND_GO_LESIONS)
     return make_longitudinal_phantom(timepoints=timepoints, shape=(FINE_SLICES, MR_SIZE, MR_SIZE), seed=seed * 1000 + subject, config=config)
 
 
@@ -276,7 +287,7 @@ def block_mean(vol: np.ndarray, f: int) -> np.ndarray:
     return vol.reshape(z // f, f, y // f, f, x // f, f).mean(axis=(1, 3, 5))
 
 
-def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, seed: int = 0) -> Path:
+def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, seed: int = 0, come_and_go: bool = False) -> Path:
     """Write the synthetic DICOM cohort described in the module docstring.
 
     Args:
@@ -284,6 +295,8 @@ def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, s
         subjects: number of subjects (1..999).
         timepoints: sessions per subject (1..99), 90 days apart.
         seed: seed of the phantom, the made-up patients and the UIDs.
+        come_and_go: render an appearing and a vanishing lesion besides the default two
+            (:func:`demo_phantom`).
 
     Returns:
         The path of ``OUT/manifest.csv`` (columns ``subject, session, mr, pet``; ``mr``/``pet``
@@ -296,6 +309,7 @@ def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, s
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    heights = np.random.default_rng([seed, 1729])  # its own stream: the other draws stay as before heights were added
     manifest_rows = []
     truth_rows = []
     for s in range(1, subjects + 1):
@@ -307,8 +321,9 @@ def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, s
             sex=str(rng.choice(["F", "M"])),
             weight_kg=round(float(rng.uniform(55.0, 95.0)), 1),
         )
+        patient = replace(patient, height_m=round(float(heights.uniform(1.55, 1.75) if patient.sex == "F" else heights.uniform(1.65, 1.90)), 2))
         center = np.array([rng.uniform(-5, 5), rng.uniform(10, 30), rng.uniform(20, 60)])
-        phantom = demo_phantom(s, timepoints, seed)
+        phantom = demo_phantom(s, timepoints, seed, come_and_go)
         fine_affine = _axial_affine(center, (FINE_SLICES, MR_SIZE, MR_SIZE), MR_MM)
         mr_affine = _axial_affine(center, (MR_SLICES, MR_SIZE, MR_SIZE), MR_MM)
         pt_affine = _axial_affine(center, (PT_SLICES, PT_SIZE, PT_SIZE), PT_MM)

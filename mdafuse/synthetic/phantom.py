@@ -23,7 +23,10 @@ interpolation error is baked into the images. The z-shift is a whole number of s
 Lesion truth (:class:`LesionTruth`) is measured in the time point-0 frame on the noise-free,
 blurred PET, inside the exact lesion label: voxel count, physical size, mean and max SUV, and the
 centroid. ``nominal_suv`` and ``radius_mm`` are the generating values. Lesion ``k`` at time point
-``t`` has radius ``radius_mm * (1 + radius_change) ** t`` and SUV ``suv * (1 + suv_change) ** t``.
+``t`` has radius ``radius_mm * (1 + radius_change) ** t`` and SUV ``suv * (1 + suv_change) ** t``,
+at the time points where it exists (``appear_at <= t < disappear_at``; a lesion that does not exist
+at a time point has no truth row there). :data:`COME_AND_GO_LESIONS` adds an appearing and a
+vanishing lesion to the defaults.
 
 Everything is deterministic for a given ``seed`` (the seed drives the misalignment and the noise).
 """
@@ -46,6 +49,7 @@ __all__ = [
     "LesionTruth",
     "LongitudinalPhantom",
     "make_longitudinal_phantom",
+    "COME_AND_GO_LESIONS",
     "TISSUE_SUV",
     "TISSUE_T1",
 ]
@@ -87,6 +91,10 @@ class LesionSpec:
         radius_change: fractional change of the radius per time point (``0.15`` = +15 %).
         suv: uniform lesion SUV at time point 0.
         suv_change: fractional change of the SUV per time point.
+        appear_at: first time point at which the lesion exists (0: from the baseline; 1: a new
+            lesion at the first follow-up). Radius and SUV still count from time point 0.
+        disappear_at: first time point at which it no longer exists (None: never; 1: it resolves
+            at the first follow-up).
     """
 
     center_mm: tuple[float, float, float]
@@ -94,6 +102,12 @@ class LesionSpec:
     radius_change: float
     suv: float
     suv_change: float
+    appear_at: int = 0
+    disappear_at: int | None = None
+
+    def present_at(self, t: int) -> bool:
+        """Whether the lesion exists at time point ``t``."""
+        return t >= self.appear_at and (self.disappear_at is None or t < self.disappear_at)
 
     def radius_at(self, t: int) -> float:
         return self.radius_mm * (1.0 + self.radius_change) ** t
@@ -107,6 +121,13 @@ _DEFAULT_LESIONS = (
     LesionSpec(center_mm=(0.0, -38.0, -30.0), radius_mm=9.0, radius_change=0.15, suv=13.0, suv_change=0.10),
     # A responding (shrinking, less avid) lesion in the right posterior white matter.
     LesionSpec(center_mm=(0.0, 36.0, 30.0), radius_mm=8.0, radius_change=-0.12, suv=15.0, suv_change=-0.12),
+)
+
+#: The default lesions plus one that appears at time point 1 (right frontal white matter) and one
+#: that is gone from time point 1 (left posterior white matter): ``PhantomConfig(lesions=COME_AND_GO_LESIONS)``.
+COME_AND_GO_LESIONS = _DEFAULT_LESIONS + (
+    LesionSpec(center_mm=(0.0, -36.0, 28.0), radius_mm=8.0, radius_change=0.0, suv=14.0, suv_change=0.0, appear_at=1),
+    LesionSpec(center_mm=(0.0, 34.0, -28.0), radius_mm=8.0, radius_change=0.0, suv=14.0, suv_change=0.0, disappear_at=1),
 )
 
 
@@ -147,6 +168,8 @@ class PhantomConfig:
         for k, les in enumerate(self.lesions):
             if les.radius_mm <= 0 or les.suv <= 0 or les.radius_change <= -1 or les.suv_change <= -1:
                 raise ValueError(f"lesion {k + 1}: radius_mm and suv must be positive and changes > -1; got {les}")
+            if les.appear_at < 0 or (les.disappear_at is not None and les.disappear_at <= les.appear_at):
+                raise ValueError(f"lesion {k + 1}: need 0 <= appear_at < disappear_at; got {les.appear_at}, {les.disappear_at}")
         if self.max_shift_vox < 0 or self.max_shift_z_vox < 0 or self.max_rotation_deg < 0:
             raise ValueError("max_shift_vox, max_shift_z_vox and max_rotation_deg must be >= 0")
         if self.mr_noise < 0 or self.pet_noise < 0 or self.pet_fwhm_mm < 0 or self.mr_blur_vox < 0:
@@ -291,6 +314,8 @@ def _render(
         suv[mask] = TISSUE_SUV[name]
     labels = np.zeros(shape, dtype=np.int32)
     for k, les in enumerate(cfg.lesions, start=1):
+        if not les.present_at(t):
+            continue
         cz = les.center_mm[0] if len(shape) == 3 else 0.0
         d2 = (zmm - cz) ** 2 + (ymm - les.center_mm[1]) ** 2 + (xmm - les.center_mm[2]) ** 2
         inside = d2 <= les.radius_at(t) ** 2
@@ -377,6 +402,8 @@ def make_longitudinal_phantom(
         _, suv_ref, labels_ref = _render(shape, voxel, RigidTransform.identity(ndim), t, cfg)
         pet_ref = _pet_blur(suv_ref, voxel, cfg.pet_fwhm_mm)
         for k, les in enumerate(cfg.lesions, start=1):
+            if not les.present_at(t):
+                continue
             inside = labels_ref == k
             n = int(inside.sum())
             if n == 0:

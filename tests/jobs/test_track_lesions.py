@@ -52,6 +52,12 @@ def test_track_job(ray_local, tmp_path):
     assert table.schema.field("warnings").type == pa.string()
     assert all(f"{follow['session']}: " in r["warnings"] and "PET not in SUV (units BQML)" in r["warnings"] for r in ok)
     assert all(not r["warnings"].startswith(rows[0]["session"] + ":") for r in ok)  # the baseline is in SUV
+    # the follow-up PET is in Bq/ml: its lesions are measured in those units, its response is not evaluable
+    assert all("PET not in SUV" in r["note"] and r["response"] == "NE" for r in ok if r["timepoint"] == 1)
+    assert all(r["sul_peak"] is not None for r in ok if r["timepoint"] == 0 and r["present"])  # height and sex in the demo headers
+    responses = pa.concat_tables([pq.read_table(f) for f in sorted((out / "responses/cohort=t/run=r").glob("*.parquet"))]).to_pylist()
+    assert len(responses) == 1 and responses[0]["subject"] == ok[0]["subject"] and responses[0]["status"] == "ok"
+    assert (responses[0]["response"], responses[0]["response_reason"]) == ("NE", "PET not in SUV at this time point")
     needles = [str(cohort), "lonely", *(r["subject"] for r in rows), "PT/", "MR/"]
     for f in (p for p in out.rglob("*") if p.is_file()):
         data = f.read_bytes()
@@ -68,6 +74,39 @@ def test_track_job(ray_local, tmp_path):
     again = json.loads((out / "runs/cohort=t/run=r/tracking-summary.json").read_text())
     assert (again["skipped_already_done"], again["processed_this_attempt"], again["subjects_written"]) == (2, 0, 2)
     assert sum(pq.read_table(f).num_rows for f in (out / "lesions/cohort=t/run=r").glob("*.parquet")) == table.num_rows
+    assert sum(pq.read_table(f).num_rows for f in (out / "responses/cohort=t/run=r").glob("*.parquet")) == 1
+
+
+def test_process_reports_new_resolved_and_missing_pet(tmp_path):
+    """One subject of the come-and-go demo (no Ray): ses-02 has a new and a resolved lesion, ses-03 no PET."""
+    from mdafuse.jobs.track_lesions import TrackJobConfig, TrackSubjects
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
+
+    cohort = tmp_path / "cohort"
+    manifest = write_demo_cohort(cohort, 1, 3, 0, come_and_go=True)
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[2]["pet"] = ""
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    subjects = subject_table(build_pair_table(manifest, "t").table)
+    worker = TrackSubjects(TrackJobConfig(out=str(tmp_path / "out"), cohort="t", run_id="r", fuse=False))
+    responses: list[dict] = []
+    lesions = worker.process("subj", json.loads(subjects.column("timepoints")[0].as_py()), responses)
+    assert {r["status"] for r in lesions} == {"ok"}
+    status = {(r["track_id"], r["timepoint_label"]): r["status_at_timepoint"] for r in lesions}
+    assert sorted(s for (_, tp), s in status.items() if tp == "ses-02") == ["new", "persisting", "persisting", "resolved"]
+    assert {s for (_, tp), s in status.items() if tp == "ses-03"} == {"not_measured"}
+    assert all(r["sul_peak"] is not None for r in lesions if r["present"])
+    assert "ses-03: no PET" in lesions[0]["warnings"]
+    by_tp = {r["timepoint_label"]: r for r in responses}
+    assert (by_tp["ses-02"]["response"], by_tp["ses-02"]["n_new_lesions"], by_tp["ses-02"]["n_resolved_lesions"]) == ("PMD", 1, 1)
+    assert by_tp["ses-02"]["response_measure"] == "SULpeak"
+    assert (by_tp["ses-03"]["response"], by_tp["ses-03"]["response_reason"]) == ("NE", "no PET at this time point")
+    out = tmp_path / "out/tracking/cohort=t/run=r/subj"
+    assert {p.name for p in out.iterdir()} >= {"lesions.parquet", "response.parquet", "response.csv", "tracking.png", "done.json"}
 
 
 def test_subject_table_natural_session_order():

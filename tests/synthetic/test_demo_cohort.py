@@ -107,3 +107,25 @@ def test_cli_and_bad_arguments(tmp_path: Path) -> None:
     assert len(read_rows(tmp_path / "c" / "manifest.csv")) == 1
     with pytest.raises(ValueError, match="subjects must be in 1..999"):
         write_demo_cohort(tmp_path / "d", subjects=0)
+
+
+def test_headers_carry_height_and_sex(cohort: Path) -> None:
+    """PatientSize (m) and PatientSex are in every MR and PT slice, so SUL can be computed."""
+    root = cohort.parent
+    for r in read_rows(cohort):
+        sizes, sexes = set(), set()
+        for folder in (r["mr"], r["pet"]):
+            for f in sorted((root / folder).glob("*.dcm")):
+                ds = pydicom.dcmread(f, stop_before_pixels=True)
+                sizes.add(float(ds.PatientSize))
+                sexes.add(str(ds.PatientSex))
+        assert len(sizes) == 1 and len(sexes) == 1
+        (height,), (sex,) = sizes, sexes
+        assert sex in ("F", "M") and (1.55 <= height <= 1.75 if sex == "F" else 1.65 <= height <= 1.90)
+
+
+def test_come_and_go_cohort_truth(tmp_path: Path) -> None:
+    manifest = write_demo_cohort(tmp_path / "c", subjects=1, timepoints=2, seed=0, come_and_go=True)
+    truth = read_rows(manifest.parent / "truth.csv")
+    ids = {s: sorted(int(r["lesion_id"]) for r in truth if r["session"] == s) for s in ("ses-01", "ses-02")}
+    assert ids == {"ses-01": [1, 2, 4], "ses-02": [1, 2, 3]}

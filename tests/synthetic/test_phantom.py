@@ -122,3 +122,22 @@ def test_bad_config_raises():
         PhantomConfig(lesions=(LesionSpec((0, 0, 0), -1.0, 0.0, 5.0, 0.0),))
     with pytest.raises(ValueError, match="max_shift_vox"):
         PhantomConfig(max_shift_vox=-1.0)
+
+
+def test_lesions_that_come_and_go():
+    """COME_AND_GO_LESIONS: lesion 3 exists from time point 1, lesion 4 only at time point 0."""
+    from mdafuse.synthetic.phantom import COME_AND_GO_LESIONS, LesionSpec, PhantomConfig
+
+    ph = make_longitudinal_phantom(timepoints=3, shape=(64, 64), seed=0, config=PhantomConfig(lesions=COME_AND_GO_LESIONS))
+    ids = {t: sorted(r.lesion_id for r in ph.truth if r.timepoint == t) for t in range(3)}
+    assert ids == {0: [1, 2, 4], 1: [1, 2, 3], 2: [1, 2, 3]}
+    for tp in ph.timepoints:
+        assert sorted(int(v) for v in np.unique(tp.lesion_labels) if v) == ids[tp.index]
+    assert ph.truth_for(3, 1).nominal_suv == 14.0
+    with pytest.raises(KeyError):
+        ph.truth_for(4, 1)
+    default = make_longitudinal_phantom(timepoints=2, shape=(64, 64), seed=0)
+    assert [(r.lesion_id, r.timepoint) for r in default.truth] == [(1, 0), (2, 0), (1, 1), (2, 1)]
+    bad = LesionSpec(center_mm=(0.0, 0.0, 0.0), radius_mm=5.0, radius_change=0.0, suv=10.0, suv_change=0.0, appear_at=2, disappear_at=2)
+    with pytest.raises(ValueError, match="need 0 <= appear_at < disappear_at"):
+        PhantomConfig(lesions=(bad,))
