@@ -24,19 +24,18 @@ logger = logging.getLogger(__name__)
 
 def write_table(table: pa.Table, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``lesions.parquet`` and ``lesions.csv`` into ``out_dir`` (created); returns both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    parquet_path, csv_path = out / "lesions.parquet", out / "lesions.csv"
-    pq.write_table(table, parquet_path)
-    pacsv.write_csv(table, csv_path)
-    return parquet_path, csv_path
+    return _write_parquet_and_csv(table, out_dir, "lesions")
 
 
 def write_response_table(table: pa.Table, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``response.parquet`` and ``response.csv`` (one row per follow-up) into ``out_dir``; returns both paths."""
+    return _write_parquet_and_csv(table, out_dir, "response")
+
+
+def _write_parquet_and_csv(table: pa.Table, out_dir: str | Path, stem: str) -> tuple[Path, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    parquet_path, csv_path = out / "response.parquet", out / "response.csv"
+    parquet_path, csv_path = out / f"{stem}.parquet", out / f"{stem}.csv"
     pq.write_table(table, parquet_path)
     pacsv.write_csv(table, csv_path)
     return parquet_path, csv_path

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdafuse.synthetic.demo_cohort import FINE_SLICES, MR_FIRST, MR_MM, MR_SIZE, MR_SLICES, PT_MM, PT_SIZE, PT_SLICES, _axial_affine, block_mean, demo_phantom
+from mdafuse.synthetic.demo_cohort import FINE_SLICES, MR_FIRST, MR_MM, MR_SIZE, MR_SLICES, PT_MM, PT_SIZE, PT_SLICES, _axial_affine, block_mean, check_demo_size, demo_phantom
 
 __all__ = ["write_demo_bids", "FRAME_STARTS_S", "FRAME_DURATIONS_S", "FRAME_UPTAKE"]
 
@@ -70,10 +70,7 @@ def write_demo_bids(out: str | Path, subjects: int = 3, timepoints: int = 2, see
     """
     from mdafuse.io.nifti import write_nifti, write_nifti_frames
 
-    if not 1 <= subjects <= 999:
-        raise ValueError(f"subjects must be in 1..999; got {subjects}")
-    if not 1 <= timepoints <= 99:
-        raise ValueError(f"timepoints must be in 1..99; got {timepoints}")
+    check_demo_size(subjects, timepoints)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

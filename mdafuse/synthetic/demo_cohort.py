@@ -287,6 +287,14 @@ def block_mean(vol: np.ndarray, f: int) -> np.ndarray:
     return vol.reshape(z // f, f, y // f, f, x // f, f).mean(axis=(1, 3, 5))
 
 
+def check_demo_size(subjects: int, timepoints: int) -> None:
+    """Raise ValueError unless 1 <= subjects <= 999 and 1 <= timepoints <= 99 (three-digit subject labels)."""
+    if not 1 <= subjects <= 999:
+        raise ValueError(f"subjects must be in 1..999; got {subjects}")
+    if not 1 <= timepoints <= 99:
+        raise ValueError(f"timepoints must be in 1..99; got {timepoints}")
+
+
 def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, seed: int = 0, come_and_go: bool = False) -> Path:
     """Write the synthetic DICOM cohort described in the module docstring.
 
@@ -302,10 +310,7 @@ def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, s
         The path of ``OUT/manifest.csv`` (columns ``subject, session, mr, pet``; ``mr``/``pet``
         are series folders relative to ``OUT``).
     """
-    if not 1 <= subjects <= 999:
-        raise ValueError(f"subjects must be in 1..999; got {subjects}")
-    if not 1 <= timepoints <= 99:
-        raise ValueError(f"timepoints must be in 1..99; got {timepoints}")
+    check_demo_size(subjects, timepoints)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
