@@ -17,10 +17,13 @@ Synthetic PET (seeded per patient, ``seed = 1000 + patient number``):
 
 Tracking: :func:`mdafuse.longitudinal.track_subject` Pre -> Post with registration levels (4, 2),
 segmentation ``peak_to_reference = 1.6`` (the synthetic tumour is 3x the *mean* background; the
-default 3.0 is for brain FDG, where grey matter is about 3x white matter), other settings
-default: each lesion is the isocontour at 45 % of its local peak above its local background
-(background = median of a 2-5 voxel shell), and a weaker peak whose region reaches a stronger
-lesion is cut at that lesion's threshold (it sits in the stronger lesion's blurred tail; without
+default 3.0 is for brain FDG, where grey matter is about 3x white matter) and ``--segmentation``:
+``adaptive`` (default; ``psf_fwhm_mm = 6``, ``voxel_mm = (slice_mm, pixel, pixel)``: the edge
+fraction of a blurred sphere of the lesion's size, background 1.5-2.5 FWHM out, see
+:mod:`mdafuse.longitudinal.segmentation`) or ``fixed`` (the former rule: each lesion is the
+isocontour at 45 % of its local peak above its local background, background = median of a 2-5
+voxel shell); both cut a weaker peak whose region reaches a stronger
+lesion at that lesion's threshold (it sits in the stronger lesion's blurred tail; without
 this rule the weak peak's lower threshold annexed the halo of the main tumour on patients 02, 06
 and 11 and turned shrinkage into growth). The same rule for every patient; the masks are only
 used to score. The tracked tumour volume at a time point is the sum over all tracked lesions present.
@@ -28,8 +31,13 @@ Reported per patient: mask and tracked volumes (voxels), volume changes (%), and
 volume error of the tracked volume against the mask (%), with Pearson's correlation of the
 changes and the median absolute error over patients.
 
-Run: ``python benchmarks/tumor_progression.py [--root ../shared/data/tumor-progression]``
-(writes ``benchmarks/results/tumor_progression.md``; about a minute per patient on 2 cores).
+Per time point the table also gives the share of the segmented voxels in lesions flagged
+``volume_reliable = False`` (adaptive only: equivalent-sphere diameter under the limits measured by
+``benchmarks/lesion_accuracy.py``).
+
+Run: ``python benchmarks/tumor_progression.py [--root ../shared/data/tumor-progression]
+[--segmentation fixed adaptive]`` (writes ``benchmarks/results/tumor_progression.md``, one table per
+method and a comparison; 10-70 s per patient and method on 2 cores).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ import numpy as np
 from scipy import ndimage
 
 from mdafuse.io.nifti import read_nifti
-from mdafuse.longitudinal import RegistrationConfig, SegmentationConfig, TimepointInput, TrackConfig, track_subject
+from mdafuse.longitudinal import RegistrationConfig, SegmentationConfig, TimepointInput, TrackConfig, segment_lesions, track_subject
 from mdafuse.longitudinal.report import write_report
 
 TBR = 3.0
@@ -67,6 +75,8 @@ class PatientResult:
     seconds: float
     ncc_before: float = math.nan
     ncc_after: float = math.nan
+    unreliable_pre: float = 0.0
+    unreliable_post: float = 0.0
 
     @property
     def mask_change_pct(self) -> float:
@@ -104,17 +114,18 @@ def synthesize_pet(mr: np.ndarray, mask: np.ndarray, pixel_mm: float, slice_mm: 
     return np.clip(suv, 0.0, None).astype(np.float32)
 
 
-def track_config(subject: str, fuse: bool = False) -> TrackConfig:
-    """The tracking configuration used by this benchmark."""
-    return TrackConfig(
-        subject=subject,
-        registration=RegistrationConfig(levels=(4, 2)),
-        segmentation=SegmentationConfig(peak_to_reference=1.6),
-        fuse=fuse,
-    )
+def track_config(subject: str, fuse: bool = False, method: str = "adaptive", voxel_mm: tuple[float, float, float] = (5.0, 1.0, 1.0)) -> TrackConfig:
+    """The tracking configuration used by this benchmark (``voxel_mm``: PET voxel ``(slice, pixel, pixel)``)."""
+    if method == "adaptive":
+        seg = SegmentationConfig(peak_to_reference=1.6, method="adaptive", psf_fwhm_mm=PET_FWHM_MM, voxel_mm=voxel_mm)
+    elif method == "fixed":
+        seg = SegmentationConfig(peak_to_reference=1.6, method="fixed")
+    else:
+        raise ValueError(f"method must be 'adaptive' or 'fixed'; got {method!r}")
+    return TrackConfig(subject=subject, registration=RegistrationConfig(levels=(4, 2)), segmentation=seg, fuse=fuse)
 
 
-def run_patient(folder: Path, slice_mm: float = 5.0, out_dir: Path | None = None) -> PatientResult:
+def run_patient(folder: Path, slice_mm: float = 5.0, out_dir: Path | None = None, method: str = "adaptive") -> PatientResult:
     """Synthesise PET for one patient folder, track Pre -> Post, and compare with the masks."""
     start = time.perf_counter()
     vols = {n: read_nifti(folder / f"{n}.nii.gz") for n in ("Pre_Scan_T1", "Pre_Mask", "Post_Scan_T1", "Post_Mask")}
@@ -125,12 +136,18 @@ def run_patient(folder: Path, slice_mm: float = 5.0, out_dir: Path | None = None
         mr = vols[f"{phase}_Scan_T1"].data
         pet = synthesize_pet(mr, vols[f"{phase}_Mask"].data, pixel_mm, slice_mm, seed=1000 + 2 * number + k)
         tps.append(TimepointInput(mr, pet, phase, None))
-    config = track_config(f"patient-{folder.name}", fuse=out_dir is not None)
+    config = track_config(f"patient-{folder.name}", fuse=out_dir is not None, method=method, voxel_mm=(slice_mm, pixel_mm, pixel_mm))
     res = track_subject(tps, config)
     if out_dir is not None:
         write_report(res, tps, config, out_dir)
     rows = res.table.to_pylist()
     tracked = [sum(r["volume_voxels"] for r in rows if r["timepoint"] == t and r["present"]) for t in (0, 1)]
+    # share of the segmented volume in lesions flagged not volume_reliable (segmenting the aligned SUV again)
+    unreliable = []
+    for t in (0, 1):
+        lesions = segment_lesions(res.aligned_suv[t], config.segmentation)
+        total = sum(les.volume_voxels for les in lesions)
+        unreliable.append(100.0 * sum(les.volume_voxels for les in lesions if not les.volume_reliable) / total if total else 0.0)
     return PatientResult(
         patient=folder.name,
         mask_pre=int((vols["Pre_Mask"].data > 0.5).sum()),
@@ -141,6 +158,8 @@ def run_patient(folder: Path, slice_mm: float = 5.0, out_dir: Path | None = None
         seconds=time.perf_counter() - start,
         ncc_before=res.registrations[1].ncc_before,
         ncc_after=res.registrations[1].ncc_after,
+        unreliable_pre=unreliable[0],
+        unreliable_post=unreliable[1],
     )
 
 
@@ -158,27 +177,31 @@ def summarise(results: list[PatientResult]) -> dict[str, float]:
     }
 
 
-def write_markdown(results: list[PatientResult], path: Path, command: str) -> None:
+RULES = {
+    "fixed": "per lesion, isocontour at 45 % of the local peak above the local background (2-5 voxel shell)",
+    "adaptive": "per lesion, isocontour at the edge fraction of a 6 mm-blurred sphere of the lesion's size "
+    "(0.38-0.6 of the interpolated peak above the background, median of a shell 1.5-2.5 FWHM out)",
+}
+
+
+def _table(results: list[PatientResult], method: str) -> list[str]:
     s = summarise(results)
     lines = [
-        "# Lesion tracking on Brain-Tumor-Progression with synthetic PET",
+        f"## Segmentation `{method}`",
         "",
-        f"Produced by `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())} ({platform.machine()}, {os.cpu_count()} CPUs) "
-        f"(see the script's docstring for the synthetic PET model: TBR {TBR:g}, "
-        f"{PET_FWHM_MM:g} mm FWHM, noise 0.05*sqrt(SUV)). Volumes in voxels; changes Pre -> Post.",
-        "",
-        "Segmentation rule (same for every patient; masks used only to score): per lesion, isocontour at "
-        "45 % of the local peak above the local background; a weaker peak whose region reaches a stronger "
-        "lesion is cut at the stronger lesion's threshold.",
+        f"Rule (same for every patient; masks used only to score): {RULES[method]}; a weaker peak whose region reaches a stronger "
+        "lesion is cut at the stronger lesion's threshold. `unreliable %`: share of the segmented voxels in lesions flagged "
+        "`volume_reliable = False` (adaptive only; the fixed rule is run without the PSF, so nothing is flagged).",
         "",
         "| patient | mask Pre | mask Post | mask change % | tracked Pre | tracked Post | tracked change % | change error pp "
-        "| error Pre % | error Post % | rotation deg | NCC before | NCC after | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| error Pre % | error Post % | unreliable % Pre/Post | rotation deg | NCC before | NCC after | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.patient} | {r.mask_pre} | {r.mask_post} | {r.mask_change_pct:+.1f} | {r.tracked_pre} | {r.tracked_post} | "
             f"{r.tracked_change_pct:+.1f} | {r.change_error_pp:.1f} | {r.error_pre_pct:.1f} | {r.error_post_pct:.1f} | "
+            f"{r.unreliable_pre:.0f}/{r.unreliable_post:.0f} | "
             f"{r.angle_deg:+.2f} | {r.ncc_before:.3f} | {r.ncc_after:.3f} | {r.seconds:.0f} |"
         )
     lines += [
@@ -188,6 +211,31 @@ def write_markdown(results: list[PatientResult], path: Path, command: str) -> No
         f"- Median absolute error of the change: **{s['median_abs_change_error_pp']:.1f} percentage points** (target <= 15)",
         "",
     ]
+    return lines
+
+
+def write_markdown(by_method: dict[str, list[PatientResult]], path: Path, command: str) -> None:
+    """Write one table per method, then a comparison of the methods' summaries."""
+    lines = [
+        "# Lesion tracking on Brain-Tumor-Progression with synthetic PET",
+        "",
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d', time.gmtime())} ({platform.machine()}, {os.cpu_count()} CPUs) "
+        f"(see the script's docstring for the synthetic PET model: TBR {TBR:g}, "
+        f"{PET_FWHM_MM:g} mm FWHM, noise 0.05*sqrt(SUV)). Volumes in voxels; changes Pre -> Post.",
+        "",
+    ]
+    for method, results in by_method.items():
+        lines += _table(results, method)
+    if len(by_method) > 1:
+        lines += ["## Comparison", "", "| segmentation | Pearson change | median abs volume error % | median abs change error pp "
+                  "| max change error pp | median / max change error pp, patients under 50 % unreliable at both time points |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for method, results in by_method.items():
+            s = summarise(results)
+            errs = [r.change_error_pp for r in results if np.isfinite(r.change_error_pp)]
+            rel = [r.change_error_pp for r in results if r.unreliable_pre < 50 and r.unreliable_post < 50 and np.isfinite(r.change_error_pp)]
+            lines.append(f"| {method} | {s['pearson_change']:.3f} | {s['median_abs_volume_error_pct']:.1f} | {s['median_abs_change_error_pp']:.1f} | "
+                         f"{max(errs):.1f} | {np.median(rel) if rel else math.nan:.1f} / {max(rel) if rel else math.nan:.1f} (n = {len(rel)}) |")  # fmt: skip
+        lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 
@@ -199,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice-mm", type=float, default=5.0, help="assumed slice spacing for the PET blur")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "tumor_progression.md")
     parser.add_argument("--figure-dir", type=Path, help="also write each patient's tracking figure and table here")
+    parser.add_argument("--segmentation", nargs="+", choices=("adaptive", "fixed"), default=["adaptive"], help="segmentation rule(s) to run (one table each)")
     args = parser.parse_args(argv)
     root = args.root
     if root is None:
@@ -210,16 +259,19 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         root = data / "tumor-progression"
     folders = sorted(p for p in root.iterdir() if p.is_dir() and (not args.patients or p.name in args.patients))
-    results = []
-    for folder in folders:
-        fig_dir = args.figure_dir / folder.name if args.figure_dir else None
-        r = run_patient(folder, args.slice_mm, fig_dir)
-        results.append(r)
-        print(f"{r.patient}: mask {r.mask_pre}->{r.mask_post} ({r.mask_change_pct:+.1f} %), tracked {r.tracked_pre}->{r.tracked_post} "
-              f"({r.tracked_change_pct:+.1f} %), {r.seconds:.0f} s", flush=True)
+    by_method: dict[str, list[PatientResult]] = {}
+    for method in args.segmentation:
+        results = by_method.setdefault(method, [])
+        for folder in folders:
+            fig_dir = args.figure_dir / method / folder.name if args.figure_dir else None
+            r = run_patient(folder, args.slice_mm, fig_dir, method)
+            results.append(r)
+            print(f"{method} {r.patient}: mask {r.mask_pre}->{r.mask_post} ({r.mask_change_pct:+.1f} %), tracked {r.tracked_pre}->{r.tracked_post} "
+                  f"({r.tracked_change_pct:+.1f} %), {r.seconds:.0f} s", flush=True)
+        print(method, summarise(results))
     command = "python benchmarks/tumor_progression.py" + (f" --patients {' '.join(args.patients)}" if args.patients else "")
-    write_markdown(results, args.out, command)
-    print(summarise(results))
+    command += " --segmentation " + " ".join(args.segmentation)
+    write_markdown(by_method, args.out, command)
     return 0
 
 

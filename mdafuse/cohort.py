@@ -4,8 +4,9 @@
 (the work units of the cohort job, :data:`PAIR_SCHEMA`):
 
 * a manifest (``.csv`` or ``.parquet``, local or ``s3://``) with columns ``subject``,
-  ``session`` (or ``timepoint``), ``mr``, ``pet`` and optionally ``label`` and ``modality``
-  (PET, SPECT, CT; DICOM PT, NM). ``mr``/``pet`` are
+  ``session`` (or ``timepoint``), ``mr``, ``pet`` and optionally ``label``, ``modality``
+  (PET, SPECT, CT; DICOM PT, NM) and ``pet_fwhm_mm`` (the PET scanner's resolution, for lesion
+  volumes in tracking). ``mr``/``pet`` are
   DICOM series folders, NIfTI files or 2-D images, absolute, ``s3://`` or relative to the
   manifest's folder; an empty ``pet`` is kept (the job reports the pair as an error);
 * a BIDS dataset (a folder with ``dataset_description.json``): each ``pet/*_pet.nii[.gz]`` with
@@ -71,6 +72,7 @@ PAIR_SCHEMA = pa.schema(
         ("mr_gap_days", pa.string()),
         ("participant", pa.string()),
         ("note", pa.string()),
+        ("pet_fwhm_mm", pa.string()),
     ]
 )
 
@@ -163,7 +165,7 @@ def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = Non
     text = str(uri)
     data = storage.read_bytes(text, endpoint)
     if text.lower().endswith(".csv"):
-        convert = pacsv.ConvertOptions(strings_can_be_null=False, column_types={c: pa.string() for c in ("subject", "session", "timepoint", "mr", "pet", "label", "modality")})
+        convert = pacsv.ConvertOptions(strings_can_be_null=False, column_types={c: pa.string() for c in ("subject", "session", "timepoint", "mr", "pet", "label", "modality", "pet_fwhm_mm")})
         table = pacsv.read_csv(io.BytesIO(data), convert_options=convert)
     else:
         table = pq.read_table(io.BytesIO(data))
@@ -192,6 +194,9 @@ def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = Non
             modality = functional_modality(None if rec.get("modality") is None else str(rec["modality"])) or ""
         except ValueError as exc:
             raise ValueError(f"{text}: row {i + 1}: {exc}") from None
+        fwhm = "" if rec.get("pet_fwhm_mm") is None else str(rec["pet_fwhm_mm"]).strip()
+        if fwhm and not _positive(fwhm):
+            raise ValueError(f"{text}: row {i + 1}: pet_fwhm_mm must be a resolution in mm > 0; got {fwhm!r}")
         rows.append(
             {
                 "pair_id": pid,
@@ -204,9 +209,17 @@ def read_manifest(uri: str | os.PathLike, cohort: str, *, salt: str | None = Non
                 "pet_series_uid": "",
                 "label": "" if rec.get("label") is None else str(rec["label"]),
                 "modality": modality,
+                "pet_fwhm_mm": fwhm,
             }
         )
     return _table(rows)
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def discover_bids_pairs(folder: str | os.PathLike, cohort: str, *, selection: "BidsSelection | None" = None, salt: str | None = None) -> pa.Table:

@@ -137,3 +137,12 @@ def test_dicom_sessions_follow_study_date_not_uid(tmp_path):
     assert modality == {"ses-01": "PET", "ses-02": "PET", "ses-03": "PET", "ses-04": "SPECT"}
     text = str(table.to_pylist())
     assert "2023" not in text and "2024" not in text and "PAT-SECRET" not in text
+
+
+def test_manifest_pet_resolution_column(tmp_path):
+    (tmp_path / "m.csv").write_text("subject,session,mr,pet,pet_fwhm_mm\na,1,m.nii,p.nii,4.5\nb,1,m.nii,p.nii,\n")
+    rows = {r["subject_id"]: r["pet_fwhm_mm"] for r in read_manifest(tmp_path / "m.csv", "c").to_pylist()}
+    assert sorted(rows.values()) == ["", "4.5"]
+    (tmp_path / "bad.csv").write_text("subject,session,mr,pet,pet_fwhm_mm\na,1,m.nii,p.nii,-2\n")
+    with pytest.raises(ValueError, match="row 1: pet_fwhm_mm must be a resolution in mm > 0"):
+        read_manifest(tmp_path / "bad.csv", "c")

@@ -106,6 +106,7 @@ def subject_modality(subject_dir: str | Path) -> str | None:
 
 def _handler(args: argparse.Namespace) -> int:
     from mdafuse.longitudinal.report import write_report
+    from mdafuse.longitudinal.segmentation import SegmentationConfig
     from mdafuse.longitudinal.track import TimepointInput, TrackConfig, track_subject
 
     if bool(args.phantom) == bool(args.subject_dir):
@@ -127,7 +128,11 @@ def _handler(args: argparse.Namespace) -> int:
         tps = load_subject(args.subject_dir, args.png_suv_scale, args.pixel_mm)
         subject = args.subject or Path(args.subject_dir).name
     modality = args.modality or (None if args.phantom else subject_modality(args.subject_dir))
-    cfg = TrackConfig(subject=subject, fuse=not args.no_fuse, fusion_weights=args.weights, fusion_modality=modality, device=args.device)
+    fwhm = args.psf_fwhm_mm if args.psf_fwhm_mm is not None else (ph.config.pet_fwhm_mm if args.phantom else None)
+    cfg = TrackConfig(
+        subject=subject, fuse=not args.no_fuse, fusion_weights=args.weights, fusion_modality=modality, device=args.device,
+        segmentation=SegmentationConfig(psf_fwhm_mm=fwhm),
+    )
     res = write_report(track_subject(tps, cfg), tps, cfg, Path(args.out))
     if args.phantom:
         for tp, tr in zip(ph.timepoints[1:], res.transforms[1:]):

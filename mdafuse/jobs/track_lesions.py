@@ -121,10 +121,24 @@ class TrackJobConfig:
     modality: str | None = None
     device: str = "cpu"
     torch_threads: int = 1
+    psf_fwhm_mm: float | None = None
 
     @property
     def layout(self) -> runtime.RunLayout:
         return runtime.RunLayout(Store(self.out, self.endpoint), self.cohort, self.run_id)
+
+
+def _positive_mm(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0; got {text}")
+    return value
+
+
+def subject_fwhm(timepoints: list[dict], default: float | None) -> float | None:
+    """The PET resolution of a subject: the baseline's manifest ``pet_fwhm_mm``, else ``--psf-fwhm-mm`` (None: unknown)."""
+    given = next((tp.get("pet_fwhm_mm") for tp in timepoints if tp.get("pet")), "")
+    return float(given) if given else default
 
 
 def natural_key(text: str) -> tuple:
@@ -138,7 +152,7 @@ def subject_table(pairs: pa.Table) -> pa.Table:
     groups: dict[str, list[dict]] = {}
     for row in pairs.to_pylist():
         groups.setdefault(row["subject_id"], []).append(
-            {k: row[k] for k in ("session", "kind", "mr", "pet", "mr_series_uid", "pet_series_uid", "modality")}
+            {k: row.get(k) or "" for k in ("session", "kind", "mr", "pet", "mr_series_uid", "pet_series_uid", "modality", "pet_fwhm_mm")}
         )
     subjects = sorted(groups)
     return pa.table(
@@ -182,6 +196,7 @@ class TrackSubjects:
         from mdafuse.io.pair import read_volume
         from mdafuse.io.resample import resample_to
         from mdafuse.longitudinal.report import write_report
+        from mdafuse.longitudinal.segmentation import SegmentationConfig
         from mdafuse.longitudinal.track import TimepointInput, TrackConfig, track_subject
 
         cfg = self.config
@@ -212,7 +227,10 @@ class TrackSubjects:
                                           weight_kg=weight, height_m=height, sex=sex))
             local_out = Path(work) / "out"
             modality = cfg.modality or baseline_modality(timepoints, notes)
-            track_config = TrackConfig(subject=subject_id, fuse=cfg.fuse, fusion_weights=cfg.weights, fusion_modality=modality, device=cfg.device)
+            track_config = TrackConfig(
+                subject=subject_id, fuse=cfg.fuse, fusion_weights=cfg.weights, fusion_modality=modality, device=cfg.device,
+                segmentation=SegmentationConfig(psf_fwhm_mm=subject_fwhm(timepoints, cfg.psf_fwhm_mm)),
+            )
             result = write_report(track_subject(tps, track_config), tps, track_config, local_out)
             for name in ("lesions.parquet", "lesions.csv", "response.parquet", "response.csv", "tracking.png"):
                 if (local_out / name).is_file():
@@ -298,6 +316,12 @@ def add_arguments(p: argparse.ArgumentParser, *, cohort_positional: bool = True)
         default=None,
         help="one uptake modality for the whole cohort, picking the figures' fusion weights; default: each subject's own (its baseline session's)",
     )
+    p.add_argument(
+        "--psf-fwhm-mm", type=_positive_mm, default=None, metavar="MM",
+        help="PET resolution of the scanner (FWHM, mm; e.g. 4-6 for brain PET) where the manifest has no pet_fwhm_mm column: lesion "
+        "volumes then use the resolution-aware threshold and each row says whether its volume is reliable "
+        "(benchmarks/results/lesion_accuracy.md); default: unknown (fixed 45 %% of peak, volumes not judged)",
+    )
     p.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3)")
     p.add_argument("--shared-fs", action="store_true", help="a local --out is one shared filesystem on every node")
     p.add_argument("--address", metavar="ADDR", help="Ray address (default: RAY_ADDRESS or local)")
@@ -351,6 +375,7 @@ def run(args: argparse.Namespace) -> dict:
         modality=args.modality,
         device="cuda" if args.num_gpus_per_worker > 0 else "cpu",
         torch_threads=threads,
+        psf_fwhm_mm=args.psf_fwhm_mm,
     )
     layout = cfg.layout
     table_root = layout.under("lesions")

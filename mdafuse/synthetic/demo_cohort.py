@@ -20,7 +20,7 @@ same patient point, so their affines align them. Sessions of one subject have di
 of reference (the phantom misaligns them). Patients have made-up names, IDs and birth dates; file
 names hold no patient data. Layout::
 
-    OUT/manifest.csv                    subject,session,mr,pet  (paths relative to OUT)
+    OUT/manifest.csv                    subject,session,mr,pet,pet_fwhm_mm  (paths relative to OUT)
     OUT/truth.csv                       lesion truth per subject and session
     OUT/sub-001/ses-01/MR/MR_0000.dcm
     OUT/sub-001/ses-01/PT/PT_0000.dcm
@@ -61,6 +61,9 @@ MR_SLICES, MR_SIZE, MR_MM = 16, 128, 1.5
 PT_SLICES, PT_SIZE, PT_MM = 12, 64, 3.0
 FINE_SLICES = 24
 MR_FIRST = (FINE_SLICES - MR_SLICES) // 2
+#: the demo PT series' resolution: the phantom's 4 mm FWHM blur and the 2 x 2 x 2 block mean onto
+#: 3 mm voxels (a box of 3 mm: sigma 3 / sqrt(12) mm, FWHM 2.0 mm), added in quadrature
+DEMO_PET_FWHM_MM = 4.5
 
 _FIRST = ("ALEX", "SAM", "ROBIN", "KIM", "JORDAN", "TAYLOR", "CASEY", "MORGAN", "RILEY", "JAMIE")
 _LAST = ("DEMO", "SAMPLE", "PHANTOM", "TESTER", "EXAMPLE", "MOCK")
@@ -307,7 +310,7 @@ def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, s
             (:func:`demo_phantom`).
 
     Returns:
-        The path of ``OUT/manifest.csv`` (columns ``subject, session, mr, pet``; ``mr``/``pet``
+        The path of ``OUT/manifest.csv`` (columns ``subject, session, mr, pet, pet_fwhm_mm``; ``mr``/``pet``
         are series folders relative to ``OUT``).
     """
     check_demo_size(subjects, timepoints)
@@ -355,7 +358,7 @@ def write_demo_cohort(out: str | Path, subjects: int = 3, timepoints: int = 2, s
                 study_datetime=mr_start, series_number=3, series_description="FDG brain static (synthetic)",
                 pet=pet, uid_entropy=ent,
             )  # fmt: skip
-            manifest_rows.append({"subject": subject, "session": session, "mr": f"{subject}/{session}/MR", "pet": f"{subject}/{session}/PT"})
+            manifest_rows.append({"subject": subject, "session": session, "mr": f"{subject}/{session}/MR", "pet": f"{subject}/{session}/PT", "pet_fwhm_mm": f"{DEMO_PET_FWHM_MM:g}"})
             for row in phantom.truth:
                 if row.timepoint != t:
                     continue

@@ -55,6 +55,8 @@ def test_track_job(ray_local, tmp_path):
     # the follow-up PET is in Bq/ml: its lesions are measured in those units, its response is not evaluable
     assert all("PET not in SUV" in r["note"] and r["response"] == "NE" for r in ok if r["timepoint"] == 1)
     assert all(r["sul_peak"] is not None for r in ok if r["timepoint"] == 0 and r["present"])  # height and sex in the demo headers
+    # the demo manifest gives the PET resolution (pet_fwhm_mm): every measured lesion's volume is judged
+    assert rows[0]["pet_fwhm_mm"] == "4.5" and all(isinstance(r["volume_reliable"], bool) for r in ok if r["present"])
     responses = pa.concat_tables([pq.read_table(f) for f in sorted((out / "responses/cohort=t/run=r").glob("*.parquet"))]).to_pylist()
     assert len(responses) == 1 and responses[0]["subject"] == ok[0]["subject"] and responses[0]["status"] == "ok"
     assert (responses[0]["response"], responses[0]["response_reason"]) == ("NE", "PET not in SUV at this time point")
