@@ -255,8 +255,10 @@ def test_exit_status_3_with_error_rows_and_qa(ray_local, tmp_path, capsys):
 def test_interrupt_prints_one_line_and_leaves_no_process(tmp_path, sig):
     import psutil
 
-    cohort = _good_cohort(tmp_path / "cohort", 12, size=256)
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.fuse_cohort", str(cohort), "--out", str(tmp_path / "out"), "--run-id", "i", "--workers", "1", "-q"],
+    # one pair per network call (--batch-size 1): done records appear one by one, so the signal comes
+    # mid-run (with the default batch all 12 pairs could finish together, before the signal: CI saw exit 0)
+    cohort = _good_cohort(tmp_path / "cohort", 24, size=256)
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.fuse_cohort", str(cohort), "--out", str(tmp_path / "out"), "--run-id", "i", "--workers", "1", "--batch-size", "1", "-q"],
                             cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "out/images/cohort=cohort/run=i").rglob("done.json")):
