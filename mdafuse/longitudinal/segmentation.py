@@ -402,22 +402,37 @@ def _adaptive(
     inner, outer = (f * cfg.psf_fwhm_mm for f in cfg.background_shell_fwhm)
     edge = sphere_edge_fraction if s.ndim == 3 else _disc_edge_fraction
     top = _interpolated_peak(s, peak_pos) if cfg.interpolate_peak else peak
-    for _ in range(max(1, cfg.model_iterations)):
-        if not region.any():
-            break
+    background = [bg]
+
+    def threshold_of(region: np.ndarray) -> tuple[float, float]:
         shell_bg = _shell_background(s, region, voxel, inner, outer, claimed > 0)
         if shell_bg is not None and shell_bg < peak:
-            bg = shell_bg
+            background[0] = shell_bg
         radius = 0.5 * _equivalent_diameter_mm(float(region.sum()) * float(np.prod(voxel)), s.ndim)
-        new_thr = max(cfg.min_suv, bg + edge(radius, sigma) * (top - bg))
-        if abs(new_thr - thr) < 1e-3 * (peak - bg):
+        return max(cfg.min_suv, background[0] + edge(radius, sigma) * (top - background[0])), peak - background[0]
+
+    thr, region = _refine(s, peak_pos, thr, region, threshold_of, max(1, cfg.model_iterations), claimed, thresholds, connectivity)
+    return thr, background[0], region
+
+
+def _refine(s, peak_pos, thr, region, threshold_of, iterations, claimed, thresholds, connectivity) -> tuple[float, np.ndarray]:
+    """Fixed point of threshold -> region -> threshold, at most ``iterations`` steps.
+
+    ``threshold_of(region)`` gives the next threshold and the contrast (peak - background) that
+    scales the convergence tolerance.
+    """
+    for _ in range(iterations):
+        if not region.any():
+            break
+        new_thr, contrast = threshold_of(region)
+        if abs(new_thr - thr) < 1e-3 * contrast:
             break
         thr = new_thr
         new_region = _grow(s, peak_pos, thr, claimed, thresholds, connectivity)
         if np.array_equal(new_region, region):
             break
         region = new_region
-    return thr, bg, region
+    return thr, region
 
 
 def segment_lesions(suv: np.ndarray, config: SegmentationConfig | None = None) -> list[Lesion]:
@@ -480,18 +495,10 @@ def segment_lesions(suv: np.ndarray, config: SegmentationConfig | None = None) -
         if adaptive and peak > bg:
             thr, bg, region = _adaptive(s, cfg, peak, peak_pos, thr, bg, region, claimed, thresholds, connectivity)
         elif model_sigma is not None and peak > bg:
-            for _ in range(cfg.model_iterations):
-                if not region.any():
-                    break
-                frac = _model_fraction(region, model_sigma)
-                new_thr = max(cfg.min_suv, bg + frac * (peak - bg))
-                if abs(new_thr - thr) < 1e-3 * (peak - bg):
-                    break
-                thr = new_thr
-                new_region = _grow(s, peak_pos, thr, claimed, thresholds, connectivity)
-                if np.array_equal(new_region, region):
-                    break
-                region = new_region
+            def threshold_of(region: np.ndarray, bg: float = bg, peak: float = peak) -> tuple[float, float]:
+                return max(cfg.min_suv, bg + _model_fraction(region, model_sigma) * (peak - bg)), peak - bg
+
+            thr, region = _refine(s, peak_pos, thr, region, threshold_of, cfg.model_iterations, claimed, thresholds, connectivity)
         n = int(region.sum())
         thresholds.append(thr)
         claimed[region] = len(thresholds)
