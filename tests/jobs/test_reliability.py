@@ -259,7 +259,9 @@ def test_interrupt_prints_one_line_and_leaves_no_process(tmp_path, sig):
     # mid-run (with the default batch all 12 pairs could finish together, before the signal: CI saw exit 0)
     cohort = _good_cohort(tmp_path / "cohort", 24, size=256)
     proc = subprocess.Popen([sys.executable, "-m", "jobs.fuse_cohort", str(cohort), "--out", str(tmp_path / "out"), "--run-id", "i", "--workers", "1", "--batch-size", "1", "-q"],
-                            cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a test session started in the background (`cmd &`) ignores SIGINT, and children inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "out/images/cohort=cohort/run=i").rglob("done.json")):
         time.sleep(0.3)
