@@ -331,10 +331,20 @@ def transform_text(value, limit: int = 240) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: what a reader looks at first in a wide table (the Parquet keeps every column): the tracking
+#: job's lesion table without centroids, registration parameters and timings
+_READING_COLUMNS: dict[str, tuple[str, ...]] = {
+    "lesions": (
+        "subject", "track_id", "timepoint_label", "status_at_timepoint", "size", "size_unit", "max_suv", "suv_peak", "sul_peak",
+        "mtv_ml", "tlg", "size_change_pct", "volume_reliable", "response", "note", "status", "error",
+    ),
+}
+
+
 def _table_section(con, name: str, max_rows: int) -> TableSection:
     v = _quote(name)
     cols = _columns(con, name)
-    body = [c for c in cols if c not in ("cohort", "run")]
+    body = [c for c in _READING_COLUMNS.get(name, cols) if c in cols and c not in ("cohort", "run")]
     keys = [c for c in _ID_COLUMNS if c in cols]
     order = ", ".join(["cohort", "run", *(_quote(k) for k in keys)])
     section = TableSection(
