@@ -34,6 +34,12 @@ true diameter is at least ``a`` PSF FWHM and ``b`` voxel edges; ``(a, b)`` is th
 most classes with every admitted class meeting the targets. ``RELIABLE_DIAMETER_FWHM`` and
 ``RELIABLE_DIAMETER_VOXELS`` in :mod:`mdafuse.longitudinal.segmentation` hold the measured pair.
 
+* ``--come-and-go`` (a separate run, its own results file ``lesion_come_and_go.md``): ``mdafuse
+  demo-cohort --come-and-go`` (3 subjects x 3 sessions: a growing, a shrinking, an appearing and a
+  vanishing lesion) read back and tracked as ``mdafuse track`` does with its manifest resolution;
+  per truth lesion and session the status the table reports (baseline, persisting, new, resolved)
+  against the truth, and the volume error where the lesion exists.
+
 Run: ``python benchmarks/lesion_accuracy.py [--seeds 5] [--out benchmarks/results/lesion_accuracy.md]``
 (about 8 minutes with 5 seeds on 2 shared cores; writes the Markdown summary and a CSV of
 per-condition rows beside it).
@@ -245,6 +251,88 @@ def cohort_rows(work: Path, psfs_mm: tuple[float, ...] = (4.0, 5.0, 6.0)) -> lis
     return rows
 
 
+def come_and_go_rows(work: Path) -> list[dict]:
+    """Per truth lesion and session of ``mdafuse demo-cohort --come-and-go``: true and reported status, volume error."""
+    from mdafuse.io.dicom import read_dicom_series
+    from mdafuse.io.resample import resample_to
+    from mdafuse.longitudinal import TimepointInput, TrackConfig, track_subject
+    from mdafuse.synthetic.demo_cohort import write_demo_cohort
+
+    write_demo_cohort(work, subjects=3, timepoints=3, seed=0, come_and_go=True)
+    truth = list(csv.DictReader((work / "truth.csv").open()))
+    manifest = list(csv.DictReader((work / "manifest.csv").open()))
+    rows = []
+    for subject in sorted({m["subject"] for m in manifest}):
+        sessions = [m for m in manifest if m["subject"] == subject]
+        tps, affine0 = [], None
+        for m in sessions:
+            mr = read_dicom_series(work / m["mr"])
+            pet = resample_to(read_dicom_series(work / m["pet"]), mr)
+            affine0 = mr.affine if affine0 is None else affine0
+            spacing = tuple(float(np.linalg.norm(mr.affine[:3, i])) for i in (2, 1, 0))
+            tps.append(TimepointInput(mr.data, pet.data, m["session"], spacing))
+        seg = SegmentationConfig(psf_fwhm_mm=float(sessions[0]["pet_fwhm_mm"]))
+        table = track_subject(tps, TrackConfig(subject=subject, fuse=False, segmentation=seg)).table.to_pylist()
+        present = [r for r in table if r["present"]]
+        for lid in sorted({t["lesion_id"] for t in truth if t["subject"] == subject}, key=int):
+            tr = {t["session"]: t for t in truth if t["subject"] == subject and t["lesion_id"] == lid}
+            first = next(tr[m["session"]] for m in sessions if m["session"] in tr)
+            c = np.array([float(first[f"centroid_lps_ses01_{a}"]) for a in "xyz"])
+            dist = [np.linalg.norm((affine0 @ np.array([r["centroid_x"], r["centroid_y"], r["centroid_z"], 1.0]))[:3] - c) for r in present]
+            near = present[int(np.argmin(dist))] if present else None
+            track = near["track_id"] if near is not None and min(dist) < 10.0 else None
+            seen = [m["session"] for m in sessions if m["session"] in tr]
+            kind = "appearing" if seen[0] != sessions[0]["session"] else "vanishing" if seen[-1] != sessions[-1]["session"] else (
+                "growing" if float(tr[seen[-1]]["volume_ml"]) > float(tr[seen[0]]["volume_ml"]) else "shrinking")
+            for t, m in enumerate(sessions):
+                ses = m["session"]
+                if ses in tr:
+                    expected = "baseline" if t == 0 else "new" if ses == seen[0] else "persisting"
+                else:
+                    expected = "resolved" if t > 0 and seen[0] == sessions[0]["session"] else "absent"
+                row = next((r for r in table if r["track_id"] == track and r["timepoint"] == t), None) if track is not None else None
+                reported = row["status_at_timepoint"] if row is not None else "absent"
+                true_ml = float(tr[ses]["volume_ml"]) if ses in tr else 0.0
+                measured = float(row["size"]) if row is not None and row["present"] else 0.0
+                rows.append({
+                    "subject": subject, "lesion_id": int(lid), "kind": kind, "session": ses, "expected_status": expected,
+                    "reported_status": reported, "status_ok": reported == expected, "true_ml": true_ml, "measured_ml": measured,
+                    "volume_error_pct": 100.0 * (measured / true_ml - 1.0) if true_ml > 0 else math.nan,
+                    "last_seen_size": row.get("last_seen_size") if row is not None else None,
+                })  # fmt: skip
+        print(f"come-and-go {subject} done", flush=True)
+    return rows
+
+
+def write_come_and_go(rows: list[dict], path: Path, command: str, seconds: float) -> None:
+    """The come-and-go results: status agreement and volume errors per lesion kind, then every row."""
+    lines = [
+        "# Lesions that come and go: the demo cohort through `track_subject`",
+        "",
+        f"Produced by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()} ({platform.machine()}, "
+        f"{os.cpu_count()} CPUs), {seconds:.0f} s. `mdafuse demo-cohort --come-and-go` (3 subjects x 3 sessions, seed 0), read back from "
+        "DICOM, PT resampled onto the MR grid, tracked with the manifest's `pet_fwhm_mm` (adaptive segmentation). Each truth lesion is "
+        "matched to the track whose centroid (baseline frame) is nearest its own (within 10 mm).",
+        "",
+        "| lesion kind | lesion-sessions | status as expected | median volume error % | max abs volume error % |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in ("growing", "shrinking", "appearing", "vanishing"):
+        sel = [r for r in rows if r["kind"] == kind]
+        if not sel:
+            continue
+        errs = [r["volume_error_pct"] for r in sel if np.isfinite(r["volume_error_pct"])]
+        lines.append(f"| {kind} | {len(sel)} | {sum(r['status_ok'] for r in sel)} of {len(sel)} | "
+                     f"{_fmt(_med(errs), '+.1f')} | {_fmt(_max([abs(e) for e in errs]))} |")
+    lines += ["", "| subject | lesion | kind | session | expected | reported | true ml | measured ml | volume error % | last seen ml |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        last = "" if r["last_seen_size"] is None or not np.isfinite(r["last_seen_size"]) else f"{r['last_seen_size']:.3f}"
+        lines.append(f"| {r['subject']} | {r['lesion_id']} | {r['kind']} | {r['session']} | {r['expected_status']} | {r['reported_status']} | "
+                     f"{r['true_ml']:.3f} | {r['measured_ml']:.3f} | {_fmt(r['volume_error_pct'], '+.1f')} | {last} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _med(x) -> float:
     x = np.asarray([v for v in x if np.isfinite(v)], dtype=float)
     return float(np.median(x)) if x.size else math.nan
@@ -427,9 +515,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="replicates per sphere condition (random sub-voxel offsets)")
     parser.add_argument("--fwhm", type=float, default=6.0, help="PSF FWHM of the sphere phantom, mm")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo-cohort phantom and the DICOM demo cohort through track_subject")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "lesion_accuracy.md")
+    parser.add_argument("--come-and-go", action="store_true", help="only the appearing/vanishing-lesion run of the demo cohort (results/lesion_come_and_go.md)")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default results/lesion_accuracy.md, or lesion_come_and_go.md)")
     args = parser.parse_args(argv)
+    command = "python benchmarks/lesion_accuracy.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    results = Path(__file__).parent / "results"
     start = time.perf_counter()
+    if args.come_and_go:
+        out = args.out or results / "lesion_come_and_go.md"
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = come_and_go_rows(Path(tmp) / "C")
+        write_come_and_go(rows, out, command, time.perf_counter() - start)
+        print(out.read_text())
+        return 0
+    args.out = args.out or results / "lesion_accuracy.md"
     rows, empty = sphere_rows(args.fwhm, args.seeds)
     rows += mismatch_rows(args.fwhm, min(args.seeds, 2))
     if not args.no_demo:
@@ -441,7 +540,6 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    command = "python benchmarks/lesion_accuracy.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     write_markdown(rows, empty, args.out, command, time.perf_counter() - start)
     print(args.out.read_text())
     return 0
