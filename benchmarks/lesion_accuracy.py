@@ -209,12 +209,26 @@ def demo_rows(subjects: int = 3) -> list[dict]:
     return rows
 
 
+def _subject_timepoints(work: Path, sessions: list[dict]) -> tuple[list, np.ndarray]:
+    """A demo subject's time points as ``mdafuse track`` reads them (PT resampled onto the MR grid), and the baseline MR affine."""
+    from mdafuse.io.dicom import read_dicom_series
+    from mdafuse.io.resample import resample_to
+    from mdafuse.longitudinal import TimepointInput
+
+    tps, affine0 = [], None
+    for m in sessions:
+        mr = read_dicom_series(work / m["mr"])
+        pet = resample_to(read_dicom_series(work / m["pet"]), mr)
+        affine0 = mr.affine if affine0 is None else affine0
+        spacing = tuple(float(np.linalg.norm(mr.affine[:3, i])) for i in (2, 1, 0))
+        tps.append(TimepointInput(mr.data, pet.data, m["session"], spacing))
+    return tps, affine0
+
+
 def cohort_rows(work: Path, psfs_mm: tuple[float, ...] = (4.0, 5.0, 6.0)) -> list[dict]:
     """``mdafuse demo-cohort`` (3 subjects x 3 sessions) read from DICOM as ``mdafuse track`` does (PT resampled onto
     the 1.5 mm MR grid) and tracked with :func:`track_subject`; one row per (segmentation, lesion, follow-up) against truth.csv."""
-    from mdafuse.io.dicom import read_dicom_series
-    from mdafuse.io.resample import resample_to
-    from mdafuse.longitudinal import TimepointInput, TrackConfig, track_subject
+    from mdafuse.longitudinal import TrackConfig, track_subject
     from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     write_demo_cohort(work, subjects=3, timepoints=3, seed=0)
@@ -225,13 +239,7 @@ def cohort_rows(work: Path, psfs_mm: tuple[float, ...] = (4.0, 5.0, 6.0)) -> lis
     rows = []
     for subject in sorted({m["subject"] for m in manifest}):
         sessions = [m for m in manifest if m["subject"] == subject]
-        tps, affine0 = [], None
-        for m in sessions:
-            mr = read_dicom_series(work / m["mr"])
-            pet = resample_to(read_dicom_series(work / m["pet"]), mr)
-            affine0 = mr.affine if affine0 is None else affine0
-            spacing = tuple(float(np.linalg.norm(mr.affine[:3, i])) for i in (2, 1, 0))
-            tps.append(TimepointInput(mr.data, pet.data, m["session"], spacing))
+        tps, affine0 = _subject_timepoints(work, sessions)
         for name, seg in configs.items():
             table = track_subject(tps, TrackConfig(subject=subject, fuse=False, segmentation=seg)).table.to_pylist()
             for lid in sorted({t["lesion_id"] for t in truth if t["subject"] == subject}):
@@ -253,9 +261,7 @@ def cohort_rows(work: Path, psfs_mm: tuple[float, ...] = (4.0, 5.0, 6.0)) -> lis
 
 def come_and_go_rows(work: Path) -> list[dict]:
     """Per truth lesion and session of ``mdafuse demo-cohort --come-and-go``: true and reported status, volume error."""
-    from mdafuse.io.dicom import read_dicom_series
-    from mdafuse.io.resample import resample_to
-    from mdafuse.longitudinal import TimepointInput, TrackConfig, track_subject
+    from mdafuse.longitudinal import TrackConfig, track_subject
     from mdafuse.synthetic.demo_cohort import write_demo_cohort
 
     write_demo_cohort(work, subjects=3, timepoints=3, seed=0, come_and_go=True)
@@ -264,13 +270,7 @@ def come_and_go_rows(work: Path) -> list[dict]:
     rows = []
     for subject in sorted({m["subject"] for m in manifest}):
         sessions = [m for m in manifest if m["subject"] == subject]
-        tps, affine0 = [], None
-        for m in sessions:
-            mr = read_dicom_series(work / m["mr"])
-            pet = resample_to(read_dicom_series(work / m["pet"]), mr)
-            affine0 = mr.affine if affine0 is None else affine0
-            spacing = tuple(float(np.linalg.norm(mr.affine[:3, i])) for i in (2, 1, 0))
-            tps.append(TimepointInput(mr.data, pet.data, m["session"], spacing))
+        tps, affine0 = _subject_timepoints(work, sessions)
         seg = SegmentationConfig(psf_fwhm_mm=float(sessions[0]["pet_fwhm_mm"]))
         table = track_subject(tps, TrackConfig(subject=subject, fuse=False, segmentation=seg)).table.to_pylist()
         present = [r for r in table if r["present"]]
