@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from mdafuse import storage
-from mdafuse.io.pair import IMAGE_KIND, VOLUME_KIND
+from mdafuse.io.pair import FRAMES_DIFFER, FRAMES_SHARED, IMAGE_KIND, VOLUME_KIND
 from mdafuse.privacy import pseudonym
 from mdafuse.modality import functional_modality
 
@@ -76,10 +76,6 @@ PAIR_SCHEMA = pa.schema(
     ]
 )
 
-#: where the MR and the functional image come from, as far as the source says: "shared" (one
-#: DICOM frame of reference), "differ" (separate acquisitions: BIDS, DICOM frames that differ) or
-#: "" (unknown: manifests, 2-D folders; the affines are trusted)
-FRAMES_SHARED, FRAMES_DIFFER = "shared", "differ"
 
 
 @dataclass(frozen=True)
@@ -234,14 +230,15 @@ def discover_bids_pairs(folder: str | os.PathLike, cohort: str, *, selection: "B
     """
     import json
 
-    from mdafuse.io.bids import index_bids_pairs, participant_record
+    from mdafuse.io.bids import index_bids_pairs, participants
 
     root = Path(folder).resolve()
     rows = []
+    table = participants(root)  # read once for the dataset
     people: dict[str, str] = {}
     for found in index_bids_pairs(root, selection):
         if found.subject not in people:
-            rec = participant_record(root, found.subject)
+            rec = table.get(found.subject, {})
             people[found.subject] = json.dumps({k: rec[k] for k in ("weight", "height", "sex", "gender") if rec.get(k)})
         rows.append(
             {
@@ -346,6 +343,13 @@ def _study_sort_key(path: str | os.PathLike, study_uid: str) -> tuple[bool, str,
     return (len(date) != 8, date, time_key, study_uid)
 
 
+def _frames(mr_uid: str | None, pet_uid: str | None) -> str:
+    """FRAMES_SHARED or FRAMES_DIFFER when both FrameOfReferenceUIDs are known, else "" (unknown: the affines are trusted)."""
+    if not (mr_uid and pet_uid):
+        return ""
+    return FRAMES_SHARED if mr_uid == pet_uid else FRAMES_DIFFER
+
+
 def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | None = None) -> pa.Table:
     """Pair MR with PT (or NM) series of a DICOM tree by StudyInstanceUID, preferring one FrameOfReferenceUID.
 
@@ -379,7 +383,7 @@ def discover_dicom_pairs(folder: str | os.PathLike, cohort: str, *, salt: str | 
         # one frame of reference first: no registration needed
         partners.sort(key=lambda s: (s.frame_of_reference_uid != mr.frame_of_reference_uid, s.modality != "PT", -s.n_files, s.series_uid))
         pet = partners[0] if partners else None
-        frames = "" if pet is None else FRAMES_SHARED if pet.frame_of_reference_uid and pet.frame_of_reference_uid == mr.frame_of_reference_uid else FRAMES_DIFFER
+        frames = _frames(mr.frame_of_reference_uid, pet.frame_of_reference_uid) if pet is not None else ""
         rank = studies[mr.subject_key].index(mr.study_uid) + 1
         session = f"ses-{rank:02d}"
         mr_in_study = [s for s in mrs if s.study_uid == mr.study_uid and s.subject_key == mr.subject_key]

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mdafuse.qa import format_report, format_sections, qa_report
+    from mdafuse.qa import NoRows, format_report, format_sections, qa_report
 
     if args.html:
         from mdafuse.qa.html_report import write_html_report
@@ -60,6 +60,10 @@ def _run(args: argparse.Namespace) -> int:
         if tracking is None:
             raise FileNotFoundError(f"{args.uri}: no metrics/ or lesions/ folder: expected the --out location of a fusion or tracking run") from None
         report = None
+    except NoRows:
+        if tracking is None or not (tracking.responses or tracking.lesions or tracking.failed):
+            raise
+        report = None  # --run/--cohort name a tracking run only
     if report is not None:
         print(format_report(report, args.format))
     if tracking is not None:

@@ -46,6 +46,7 @@ __all__ = [
     "index_bids_pairs",
     "read_pet_sidecar",
     "participant_record",
+    "participants",
     "half_life_s",
     "frame_weights",
     "read_bids_pet",
@@ -289,18 +290,19 @@ def half_life_s(radionuclide: str | None) -> float | None:
     return HALF_LIFE_S.get(letters[:1].upper() + letters[1:].lower() + digits)
 
 
-def participant_record(root: str | os.PathLike | None, subject: str) -> dict[str, str]:
-    """The ``participants.tsv`` row of ``subject`` ("sub-01") as text, {} when there is none."""
-    if root is None:
-        return {}
-    path = Path(root, "participants.tsv")
-    if not path.is_file():
+def participants(root: str | os.PathLike | None) -> dict[str, dict[str, str]]:
+    """Every ``participants.tsv`` row as text, by ``participant_id`` ("sub-01"); {} when there is none."""
+    path = Path(root, "participants.tsv") if root is not None else None
+    if path is None or not path.is_file():
         return {}
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        for rec in csv.DictReader(fh, delimiter="\t"):
-            if str(rec.get("participant_id", "")).strip() == subject:
-                return {k.strip(): (v or "").strip() for k, v in rec.items() if k}
-    return {}
+        rows = ({k.strip(): (v or "").strip() for k, v in rec.items() if k} for rec in csv.DictReader(fh, delimiter="\t"))
+        return {rec.get("participant_id", ""): rec for rec in rows}
+
+
+def participant_record(root: str | os.PathLike | None, subject: str) -> dict[str, str]:
+    """The ``participants.tsv`` row of ``subject`` ("sub-01") as text, {} when there is none."""
+    return participants(root).get(subject, {})
 
 
 def _weight_kg(sidecar: PetSidecar, participant: dict[str, str]) -> tuple[float | None, str]:

@@ -14,11 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PreparedPair", "load_pair", "read_volume", "read_functional", "window_functional", "subject_of", "SLICE_IMAGE_MODES", "REGISTER_MODES", "VOLUME_KIND", "IMAGE_KIND"]
+__all__ = ["PreparedPair", "load_pair", "read_volume", "read_functional", "window_functional", "subject_of", "SLICE_IMAGE_MODES", "REGISTER_MODES", "FRAMES_SHARED", "FRAMES_DIFFER", "VOLUME_KIND", "IMAGE_KIND"]
 
 VOLUME_KIND = "volume"
 IMAGE_KIND = "image2d"
 SLICE_IMAGE_MODES = ("brain", "all", "none")
+#: where the MR and the functional image come from, as far as the source says: "shared" (one
+#: DICOM frame of reference), "differ" (separate acquisitions: BIDS, DICOM frames that differ) or
+#: "" (unknown: manifests, 2-D folders; the affines are trusted)
+FRAMES_SHARED, FRAMES_DIFFER = "shared", "differ"
 #: when PET is registered to MR: "auto" (when the source says the frames of reference differ, or
 #: both DICOM FrameOfReferenceUIDs are known and differ), "always", "never" (trust the headers)
 REGISTER_MODES = ("auto", "always", "never")
@@ -112,7 +116,7 @@ def _registered(fn_vol, mr_vol, register: str, frames: str):
     from mdafuse.io.resample import resample_to
 
     fm, fr = fn_vol.frame_of_reference_uid, mr_vol.frame_of_reference_uid
-    differ = frames == "differ" or bool(fm and fr and fm != fr)
+    differ = frames == FRAMES_DIFFER or bool(fm and fr and fm != fr)
     if register == "never" or (register == "auto" and not differ):
         on_mr = resample_to(fn_vol, mr_vol, order=1, allow_different_frames=register == "never")
         return on_mr, "none", float("nan"), ""
@@ -212,7 +216,7 @@ def load_pair(
     mr_vol = read_volume(mr_path, mr_series_uid, "mr")
     fn_vol, pet_fields = read_functional(functional_path, functional_series_uid, pet_window=pet_window, participant=participant)
     if pet_fields and not frames:  # a BIDS PET image is its own acquisition, whatever listed it
-        frames = "differ"
+        frames = FRAMES_DIFFER
     on_mr, method, quality, transform = _registered(fn_vol, mr_vol, register, frames)
     warnings = list(dict.fromkeys(str(w) for w in on_mr.warnings))
     windowed, note = window_functional(on_mr)

@@ -261,9 +261,15 @@ def read_result_tables(root: Store, columns: list[str]) -> Iterator[pa.Table]:
     Unreadable local files (interrupted writes of an older version) are set aside as
     ``.corrupt-*`` so that their rows are redone by the run that reads them.
     """
+    for _, table in _result_files(root, columns):
+        yield table
+
+
+def _result_files(root: Store, columns: list[str] | None) -> Iterator[tuple[str, pa.Table]]:
+    """``(uri, table)`` of every readable Parquet file under ``root`` (see :func:`read_result_tables`)."""
     for uri in root.list_files(suffix=".parquet"):
         try:
-            yield pq.read_table(io.BytesIO(storage.read_bytes(uri, root.endpoint)), columns=columns)
+            yield uri, pq.read_table(io.BytesIO(storage.read_bytes(uri, root.endpoint)), columns=columns)
         except (OSError, pa.ArrowInvalid) as exc:
             log.warning("%s: unreadable results file (%s); its rows will be redone", uri, exc)
             if not storage.is_s3(uri):
@@ -328,7 +334,7 @@ def dedupe_rows(root: Store, key: str = "pair_id", rows_per_unit: str = "one") -
     """
     if rows_per_unit not in ("one", "many"):
         raise ValueError(f"rows_per_unit must be 'one' or 'many'; got {rows_per_unit!r}")
-    tables = {uri: pq.read_table(io.BytesIO(storage.read_bytes(uri, root.endpoint))) for uri in root.list_files(suffix=".parquet")}
+    tables = dict(_result_files(root, None))  # an unreadable file is set aside, not fatal
     best: dict[str, tuple[tuple, str, int]] = {}
     for uri, t in tables.items():
         finished = t.column("finished_at").to_pylist() if "finished_at" in t.column_names else [""] * t.num_rows

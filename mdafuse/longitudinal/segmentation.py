@@ -46,13 +46,14 @@ measured by that benchmark (:data:`RELIABLE_DIAMETER_FWHM`, :data:`RELIABLE_DIAM
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage, special
 
-__all__ = ["SegmentationConfig", "Lesion", "segment_lesions", "suv_peak", "sphere_edge_fraction", "RELIABLE_DIAMETER_FWHM", "RELIABLE_DIAMETER_VOXELS", "PEAK_SPHERE_ML"]
+__all__ = ["SegmentationConfig", "Lesion", "segment_lesions", "suv_peak", "sphere_edge_fraction", "FWHM_TO_SIGMA", "RELIABLE_DIAMETER_FWHM", "RELIABLE_DIAMETER_VOXELS", "PEAK_SPHERE_ML"]
 
 #: Smallest equivalent-sphere diameter whose volume is trusted, in PSF FWHMs and in voxel edges
 #: (a lesion must pass both). Measured, not guessed: ``size_limit`` in
@@ -67,7 +68,8 @@ RELIABLE_DIAMETER_VOXELS = 6.0
 #: Volume of the SUVpeak sphere (ml), as in PERCIST (Wahl et al., J Nucl Med 2009).
 PEAK_SPHERE_ML = 1.0
 
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+#: a Gaussian's sigma per unit of its full width at half maximum
+FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,7 @@ def _model_sigma(cfg: SegmentationConfig, ndim: int) -> tuple[float, ...] | None
         return None
     if len(cfg.psf_fwhm_vox) != ndim:
         raise ValueError(f"psf_fwhm_vox must have {ndim} values for a {ndim}-D image; got {cfg.psf_fwhm_vox}")
-    k = 2.0 * math.sqrt(2.0 * math.log(2.0))
-    sig = [f / k for f in cfg.psf_fwhm_vox]
+    sig = [f * FWHM_TO_SIGMA for f in cfg.psf_fwhm_vox]
     for ax in (-2, -1):
         sig[ax] = math.hypot(sig[ax], cfg.smooth_sigma_vox)
     return tuple(sig)
@@ -235,6 +236,7 @@ def _model_fraction(region: np.ndarray, sigma: tuple[float, ...]) -> float:
     return float(np.clip(top / peak, 0.05, 0.95)) if peak > 0 else 0.5
 
 
+@functools.lru_cache(maxsize=16)  # one kernel per voxel size: every lesion of a volume reuses it
 def _sphere_kernel(voxel_mm: tuple[float, ...], radius_mm: float, supersample: int = 5) -> np.ndarray:
     """Weights (summing to 1) of the voxels covered by a sphere of ``radius_mm``: each voxel's covered fraction."""
     half = [int(math.ceil(radius_mm / v + 0.5)) for v in voxel_mm]
@@ -250,7 +252,9 @@ def _sphere_kernel(voxel_mm: tuple[float, ...], radius_mm: float, supersample: i
         shape += [2 * h + 1, supersample]
     w = inside.reshape(shape).astype(np.float64)
     w = w.sum(axis=tuple(range(1, 2 * len(half), 2)))
-    return w / w.sum()
+    w /= w.sum()
+    w.setflags(write=False)  # shared by every caller through the cache
+    return w
 
 
 def suv_peak(suv: np.ndarray, voxel_mm: tuple[float, ...], centre: tuple[int, ...], volume_ml: float = PEAK_SPHERE_ML) -> float:
@@ -336,7 +340,7 @@ def _disc_edge_fraction(radius_mm: float, sigma_mm: float) -> float:
 def _effective_sigma_mm(cfg: SegmentationConfig, voxel_mm: tuple[float, ...]) -> float:
     """Isotropic sigma (mm) of PSF, voxel integration (box: v / sqrt 12) and in-plane smoothing, averaged over axes."""
     assert cfg.psf_fwhm_mm is not None
-    s_psf = cfg.psf_fwhm_mm * _FWHM_TO_SIGMA
+    s_psf = cfg.psf_fwhm_mm * FWHM_TO_SIGMA
     per_axis = []
     for ax, v in enumerate(voxel_mm):
         inplane = ax >= len(voxel_mm) - 2

@@ -22,12 +22,16 @@ import pyarrow.dataset as pads
 
 from mdafuse import storage
 
-__all__ = ["QAReport", "metrics_root", "open_metrics", "open_table", "qa_report", "format_report", "format_sections", "FORMATS", "output_root"]
+__all__ = ["NoRows", "QAReport", "metrics_root", "open_metrics", "open_table", "qa_report", "format_report", "format_sections", "FORMATS", "output_root"]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("table", "csv", "json")
 _PARTITIONING = pads.partitioning(pa.schema([("cohort", pa.string()), ("run", pa.string())]), flavor="hive")
+
+
+class NoRows(ValueError):
+    """The results hold no row for the run/cohort asked for."""
 
 
 @dataclass
@@ -142,7 +146,7 @@ def qa_report(
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         con.execute(f"CREATE VIEW m AS SELECT * FROM metrics_all{clause}")
         if con.execute("SELECT count(*) FROM m").fetchone()[0] == 0:
-            raise ValueError(f"{uri}: no rows" + (f" for run {run!r}" if run else "") + (f" in cohort {cohort!r}" if cohort else ""))
+            raise NoRows(f"{uri}: no rows" + (f" for run {run!r}" if run else "") + (f" in cohort {cohort!r}" if cohort else ""))
         report = QAReport(metric=metric)
         report.counts = _records(con.execute("SELECT cohort, run, status, count(*) AS n FROM m GROUP BY ALL ORDER BY cohort, run, status"))
         for m in metric_cols:

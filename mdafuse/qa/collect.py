@@ -143,6 +143,7 @@ def collect(
     try:
         found: dict = {}
         present: list[str] = []
+        summaries: dict[str, dict | None] = {}
         for name in ("metrics", *tables):
             dataset = open_table(root, name, endpoint)
             if dataset is None:
@@ -159,7 +160,7 @@ def collect(
         for name in present:
             cols = _columns(con, name)
             summary_file = "summary.json" if name == "metrics" else tables[name]
-            data.runs += _runs(con, name, cols, root, summary_file, endpoint)
+            data.runs += _runs(con, name, cols, root, summary_file, endpoint, summaries)
             data.timings += _timings(con, name, cols)
         if "metrics" in present:
             data.qa = qa_report(root, run=run, cohort=cohort, metric=metric, worst=worst, endpoint=endpoint)
@@ -182,8 +183,11 @@ def _split(values) -> list[str]:
     return sorted({part for v in values if v for part in str(v).split(",") if part})
 
 
-def _runs(con, view: str, cols: list[str], root: str, summary_file: str, endpoint: str | None) -> list[dict]:
-    """Per (cohort, run): row counts by status, the workers, nodes and devices that wrote rows, weights, summary."""
+def _runs(con, view: str, cols: list[str], root: str, summary_file: str, endpoint: str | None, summaries: dict[str, dict | None]) -> list[dict]:
+    """Per (cohort, run): row counts by status, the workers, nodes and devices that wrote rows, weights, summary.
+
+    ``summaries`` caches the summary files read (path -> content), so tables sharing one are read once.
+    """
     v = _quote(view)
     ok = "status = 'ok'" if "status" in cols else "TRUE"
     out = []
@@ -197,10 +201,12 @@ def _runs(con, view: str, cols: list[str], root: str, summary_file: str, endpoin
             pairs = con.execute(f"SELECT DISTINCT model_version, weights_sha256 FROM {v} WHERE {sel} AND {ok} ORDER BY ALL").fetchall()
             info["weights"] = [f"{m} ({str(h)[:12]})" for m, h in pairs if h]
         path = storage.join(root, "runs", f"cohort={r['cohort']}", f"run={r['run']}", summary_file)
-        try:
-            info["summary"] = json.loads(storage.read_bytes(path, endpoint))
-        except (FileNotFoundError, ValueError):
-            info["summary"] = None
+        if path not in summaries:
+            try:
+                summaries[path] = json.loads(storage.read_bytes(path, endpoint))
+            except (FileNotFoundError, ValueError):
+                summaries[path] = None
+        info["summary"] = summaries[path]
         out.append(info)
     return out
 

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from mdafuse.longitudinal.segmentation import FWHM_TO_SIGMA
+
 __all__ = ["LesionImageConfig", "blurred_sphere", "make_lesion_image", "FWHM_TO_SIGMA"]
 
 #: Gaussian sigma per unit FWHM: ``1 / (2 sqrt(2 ln 2))``.
-FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
 @dataclass(frozen=True)

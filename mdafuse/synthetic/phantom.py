@@ -34,12 +34,12 @@ Everything is deterministic for a given ``seed`` (the seed drives the misalignme
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
+from mdafuse.longitudinal.segmentation import FWHM_TO_SIGMA
 from mdafuse.longitudinal.transform import RigidTransform
 
 __all__ = [
@@ -328,7 +328,7 @@ def _render(
 def _pet_blur(suv: np.ndarray, voxel: tuple[float, ...], fwhm_mm: float) -> np.ndarray:
     if fwhm_mm <= 0:
         return suv
-    sigma = [fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / v for v in voxel]
+    sigma = [fwhm_mm * FWHM_TO_SIGMA / v for v in voxel]
     return ndimage.gaussian_filter(suv, sigma=sigma, mode="constant")
 
 

@@ -243,6 +243,20 @@ def test_unreadable_metrics_file_is_set_aside(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == [".corrupt-torn.parquet", "good.parquet"]
 
 
+def test_dedupe_sets_an_unreadable_file_aside_too(tmp_path):
+    """The first read of a resumed run (dedupe) meets the torn file before existing_status does."""
+    import pyarrow as pa
+
+    root = tmp_path / "metrics/cohort=c/run=r"
+    root.mkdir(parents=True)
+    rows = {"pair_id": ["a", "a"], "status": ["error", "ok"], "finished_at": ["1", "2"]}
+    pq.write_table(pa.table(rows), root / "good.parquet")
+    (root / "torn.parquet").write_bytes(b"PAR1 truncated")
+    assert runtime.dedupe_rows(Store(str(root))) == 1
+    assert sorted(p.name for p in root.iterdir()) == [".corrupt-torn.parquet", "good.parquet"]
+    assert pq.read_table(root / "good.parquet").column("status").to_pylist() == ["ok"]
+
+
 def test_supersede_rows_removes_only_retried_error_rows(tmp_path):
     import pyarrow as pa
 

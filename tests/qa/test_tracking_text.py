@@ -52,3 +52,15 @@ def test_qa_command_on_a_tracking_output(tmp_path: Path, capsys) -> None:
     assert sections["failed subjects"][0]["subject"] == "s2"
     assert [r["response"] for r in sections["response per follow-up (PERCIST 1.0 style, docs/longitudinal.md)"]] == ["PMD"]
     assert main(["qa", str(tmp_path / "empty")]) == 2
+
+
+def test_qa_command_with_run_of_a_tracking_run_beside_fusion_runs(tmp_path: Path, capsys) -> None:
+    """--run naming the tracking run of an output that also holds fusion metrics: the tracking report, not 'no rows'."""
+    from mdafuse.cli import main
+
+    _tracking_output(tmp_path)
+    _write(tmp_path, "metrics", [{"pair_id": "p", "subject_id": "s", "session": "1", "status": "ok", "error": "", "SSIM": 1.0}])
+    (tmp_path / "metrics/cohort=c/run=r").rename(tmp_path / "metrics/cohort=c/run=fusion")
+    assert main(["qa", str(tmp_path), "--run", "r", "--format", "json"]) == 3
+    assert "failed subjects" in json.loads(capsys.readouterr().out)
+    assert main(["qa", str(tmp_path), "--run", "nothing"]) == 2  # no rows anywhere: still an error
